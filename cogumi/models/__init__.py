@@ -1,0 +1,1 @@
+"""Model layer: registry, resource planning, loading, and the one inference interface."""
