@@ -98,7 +98,6 @@ def load_causal_lm(location: str, *, device: str = "cpu", dtype: str = "auto",
         quantization: ``nf4`` loads 4-bit NF4 with double quantisation (bitsandbytes).
         adapter: PEFT adapter folder applied on top.
     """
-    import torch
     from transformers import AutoModelForCausalLM
 
     torch_dtype = _torch_dtype(dtype, device)

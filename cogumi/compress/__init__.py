@@ -1,0 +1,2 @@
+"""Phase 2 compression settings."""
+

@@ -1,0 +1,2 @@
+"""Phase 0 curation settings."""
+

@@ -1,0 +1,2 @@
+"""Phase 1B/1C evaluation settings."""
+

@@ -1,0 +1,2 @@
+"""Phase 3 domain-modifier settings."""
+

@@ -1,0 +1,2 @@
+"""Phase 4 router settings."""
+

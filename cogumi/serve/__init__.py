@@ -1,0 +1,2 @@
+"""Phase 5 serving settings."""
+

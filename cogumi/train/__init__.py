@@ -1,0 +1,2 @@
+"""Phase 1A/1B training settings."""
+
