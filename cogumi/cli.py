@@ -165,6 +165,13 @@ def generate_cmd(prompt: Annotated[str, typer.Argument(help="the user message")]
                       f"· total {u['total_tokens']} · finish {result['finish_reason']}[/]", highlight=False)
 
 
+# ---------------------------------------------------------------- phase commands
+# Each phase registers its command(s) here, one import + one registration per line:
+#   from cogumi.<phase>.commands import <name>_cmd  # noqa: E402
+#   app.command("<name>")(<name>_cmd)
+# (end of phase commands)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -84,3 +84,36 @@ def ray_local():
                  runtime_env={"env_vars": {"COGUMI_CACHE": os.environ["COGUMI_CACHE"]}})
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def embedded_llamacpp():
+    """One llama.cpp backend over the embedded model, with logprobs, shared by the session."""
+    from cogumi.config import ModelConfig
+    from cogumi.models.inference import make_backend
+
+    backend = make_backend(ModelConfig(backend="llamacpp", logits_all=True, n_ctx=2048))
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def openai_server(embedded_llamacpp):
+    """A real local OpenAI-compatible server (uvicorn) answering with the embedded model.
+
+    Queue faults with ``openai_server.faults.extend(["429", "500", "garbage", "timeout"])``;
+    every request body is kept in ``openai_server.requests``.
+    """
+    from tests.support.openai_server import LocalOpenAIServer
+
+    server = LocalOpenAIServer(embedded_llamacpp).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_openai_server(openai_server):
+    """The shared server with no queued faults and an empty request log."""
+    openai_server.faults.clear()
+    openai_server.requests.clear()
+    return openai_server

@@ -1,0 +1,127 @@
+"""A real local OpenAI-compatible HTTP server for tests, with fault injection.
+
+It stands in for paid APIs (teachers, judges, reference models): requests go over
+real HTTP through the ``openai`` client to uvicorn, and answers come from a real
+:class:`~cogumi.models.inference.InferenceBackend` (the embedded SmolLM2 by default).
+
+Faults are queued per test: ``server.faults.extend(["429", "500", "garbage", "timeout"])``
+makes the next requests fail in that order before normal service resumes.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from cogumi.models.inference import InferenceBackend, SamplingParams
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalOpenAIServer:
+    """uvicorn in a background thread serving /v1/chat/completions, /v1/completions, /v1/models."""
+
+    def __init__(self, backend: InferenceBackend, model_name: str = "local-teacher", retry_after_s: float = 0.2):
+        self.backend, self.model_name, self.retry_after_s = backend, model_name, retry_after_s
+        self.faults: deque[str] = deque()
+        self.requests: list[dict[str, Any]] = []
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._lock = threading.Lock()
+        self.app = self._build_app()
+        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self) -> LocalOpenAIServer:
+        self._thread.start()
+        deadline = time.time() + 30
+        while not self._server.started:
+            if time.time() > deadline:
+                raise RuntimeError("local OpenAI server did not start")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def _fault(self) -> Any | None:
+        with self._lock:
+            fault = self.faults.popleft() if self.faults else None
+        if fault == "429":
+            return JSONResponse({"error": {"message": "rate limited", "type": "rate_limit_error"}}, status_code=429,
+                                headers={"Retry-After": str(self.retry_after_s)})
+        if fault == "500":
+            return JSONResponse({"error": {"message": "internal error", "type": "server_error"}}, status_code=500)
+        if fault == "garbage":
+            return PlainTextResponse("<html>not json</html>", status_code=200, media_type="application/json")
+        if fault == "timeout":
+            time.sleep(5)
+        return None
+
+    def _build_app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/v1/models")
+        def models():
+            return {"object": "list", "data": [{"id": self.model_name, "object": "model", "owned_by": "cogumi-test"}]}
+
+        @app.post("/v1/chat/completions")
+        async def chat(request: Request):
+            body = await request.json()
+            self.requests.append(body)
+            fault = self._fault()
+            if fault is not None:
+                return fault
+            params = _params(body)
+            with self._lock:
+                gen = self.backend.chat(body["messages"], params)
+            choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": gen.text},
+                                      "finish_reason": gen.finish_reason}
+            if params.logprobs and gen.logprobs is not None:
+                choice["logprobs"] = {"content": [
+                    {"token": t.token, "logprob": t.logprob, "bytes": None,
+                     "top_logprobs": [{"token": k, "logprob": v, "bytes": None} for k, v in t.top.items()]}
+                    for t in gen.logprobs]}
+            return _envelope("chat.completion", self.model_name, choice, gen)
+
+        @app.post("/v1/completions")
+        async def completions(request: Request):
+            body = await request.json()
+            self.requests.append(body)
+            fault = self._fault()
+            if fault is not None:
+                return fault
+            with self._lock:
+                gen = self.backend.complete(body["prompt"], _params(body))
+            choice = {"index": 0, "text": gen.text, "finish_reason": gen.finish_reason, "logprobs": None}
+            return _envelope("text_completion", self.model_name, choice, gen)
+
+        return app
+
+
+def _params(body: dict[str, Any]) -> SamplingParams:
+    stop = body.get("stop") or []
+    return SamplingParams(max_tokens=int(body.get("max_tokens") or 64), temperature=float(body.get("temperature", 0.0)),
+                          top_p=float(body.get("top_p", 1.0)), seed=body.get("seed"),
+                          stop=[stop] if isinstance(stop, str) else list(stop),
+                          logprobs=bool(body.get("logprobs")), top_logprobs=int(body.get("top_logprobs") or 0),
+                          response_format=body.get("response_format"))
+
+
+def _envelope(obj: str, model: str, choice: dict[str, Any], gen) -> dict[str, Any]:
+    return {"id": f"cmpl-{int(time.time() * 1e6)}", "object": obj, "created": int(time.time()), "model": model,
+            "choices": [choice], "usage": {"prompt_tokens": gen.usage.prompt_tokens,
+                                           "completion_tokens": gen.usage.completion_tokens,
+                                           "total_tokens": gen.usage.total_tokens}}
