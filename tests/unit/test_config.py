@@ -9,7 +9,9 @@ import pytest
 from cogumi.config import CogumiConfig, load_config
 from cogumi.errors import ConfigError
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+KUBERAY = sorted((CONFIG_DIR / "kuberay").glob("*.yaml"))
+CONFIGS = sorted(p for p in CONFIG_DIR.rglob("*.yaml") if p not in KUBERAY)
 
 
 def test_configs_folder_is_not_empty():
@@ -21,6 +23,18 @@ def test_every_shipped_config_loads(path):
     cfg = load_config(path)
     assert isinstance(cfg, CogumiConfig)
     assert cfg.run.name
+
+
+@pytest.mark.parametrize("path", KUBERAY, ids=lambda p: p.name)
+def test_kuberay_manifests_are_well_formed(path):
+    import yaml
+
+    doc = yaml.safe_load(path.read_text())
+    assert doc["apiVersion"] == "ray.io/v1" and doc["kind"] in ("RayJob", "RayService")
+    cluster = doc["spec"].get("rayClusterSpec") or doc["spec"]["rayClusterConfig"]
+    assert cluster["headGroupSpec"] and cluster["workerGroupSpecs"]
+    if doc["kind"] == "RayJob":
+        assert doc["spec"]["entrypoint"].startswith("python jobs/")
 
 
 def test_local_config_is_the_embedded_default():
