@@ -1,0 +1,1 @@
+"""The whole pipeline: stages in order, skip/resume by manifest, one report."""
