@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -62,10 +61,10 @@ def config_cmd(config: ConfigOpt = None, set_: SetOpt = None,
         import yaml
 
         data = {section: cfg.model_dump(mode="json")[section]}
-        console.print(yaml.safe_dump(data, sort_keys=False), highlight=False, end="")
+        typer.echo(yaml.safe_dump(data, sort_keys=False, width=10_000), nl=False)
         return
-    console.print(dump_config(cfg), highlight=False, end="")
-    console.print(f"# config hash {cfg.section_hash()[:16]}", style="dim")
+    typer.echo(dump_config(cfg), nl=False)
+    typer.echo(f"# config hash {cfg.section_hash()[:16]}")
 
 
 @app.command("models")
@@ -91,7 +90,7 @@ def models_cmd(role: Annotated[Optional[str], typer.Option(help="student, teache
             row |= {"price_in": spec.price_in_per_mtok, "price_out": spec.price_out_per_mtok, "fits_inference": "api"}
         rows.append(row)
     if json_out:
-        console.print_json(json.dumps(rows))
+        typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title=f"Model registry — fit on {node.node} ({node.best_device}, {node.device_free_gb:.1f} GB free)")
     for col in ("name", "params", "ctx", "arch", "fp16 GB", "NF4 GB", "QLoRA b4 GB", "fits here", "QLoRA batch",
@@ -117,7 +116,7 @@ def doctor_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     cfg = _load(config, set_)
     report = run_checks(cfg, ray_address)
     if json_out:
-        console.print_json(json.dumps(report, default=str))
+        typer.echo(json.dumps(report, indent=2, default=str))
     else:
         from cogumi.doctor import render
 
@@ -156,26 +155,72 @@ def generate_cmd(prompt: Annotated[str, typer.Argument(help="the user message")]
     req = GenerateRequest(model=mcfg, sampling=sampling, prompt=prompt, system=system, raw=raw)
     result = run_generate_on_ray(req) if on_ray else run_generate(req)
     if json_out:
-        console.print_json(json.dumps(result))
+        typer.echo(json.dumps(result, indent=2))
         return
-    console.print(result["text"], highlight=False, markup=False)
+    typer.echo(result["text"])
     u = result["usage"]
     err_console.print(f"[dim]{result['backend']} · {result['model']} · {u['completion_tokens']} tokens in "
                       f"{result['latency_s']:.2f}s ({result['tokens_per_s']:.1f} tok/s) · prompt {u['prompt_tokens']} "
                       f"· total {u['total_tokens']} · finish {result['finish_reason']}[/]", highlight=False)
 
 
+@app.command("submit")
+@user_errors
+def submit_cmd(phase: Annotated[str, typer.Argument(help="job to run: a file name in jobs/ without .py")],
+               address: Annotated[str, typer.Option(help="Ray dashboard address, e.g. http://head:8265",
+                                                    envvar="RAY_ADDRESS")],
+               config: Annotated[Optional[str], typer.Option("--config", "-c", help="config path inside the repo")] = None,
+               set_: SetOpt = None,
+               gpus: Annotated[float, typer.Option(help="GPUs reserved for the job's driver")] = 0,
+               wait: Annotated[bool, typer.Option("--wait/--no-wait", help="tail logs until the job ends")] = True,
+               args: Annotated[Optional[list[str]], typer.Argument(help="extra arguments for the job")] = None) -> None:
+    """Submit `jobs/<phase>.py` to a Ray cluster and tail its logs (exit 1 if the job fails)."""
+    from cogumi.submit import job_entrypoint, submit
+
+    repo = Path.cwd()
+    if config and not (repo / config).is_file():
+        raise CogumiError(f"config {config} is not inside the working directory that is shipped", str(repo / config),
+                          "run `cogumi submit` from the repository root with a config path relative to it")
+    entry = job_entrypoint(phase, config, set_ or [], args or [], repo)
+    job_id, status = submit(address, entry, repo, num_gpus=gpus, wait=wait,
+                            echo=lambda line: console.print(line, highlight=False, markup=False))
+    err_console.print(f"job {job_id}: {status}")
+    if wait and status != "SUCCEEDED":
+        raise typer.Exit(1)
+
+
 # ---------------------------------------------------------------- phase commands
 # Each phase registers its command(s) here, one import + one registration per line:
 #   from cogumi.<phase>.commands import <name>_cmd  # noqa: E402
 #   app.command("<name>")(<name>_cmd)
+from cogumi.curate.commands import curate_cmd, dedup_cmd  # noqa: E402
+app.command("curate")(curate_cmd)
+app.command("dedup")(dedup_cmd)
+from cogumi.serve.commands import serve_cmd  # noqa: E402
+app.command("serve")(serve_cmd)
+from cogumi.train.commands import train_cmd, tune_cmd  # noqa: E402
+app.command("train")(train_cmd)
+app.command("tune")(tune_cmd)
+from cogumi.compress.commands import compress_cmd  # noqa: E402
+app.command("compress")(compress_cmd)
+from cogumi.route.commands import router_cmd  # noqa: E402
+app.command("router")(router_cmd)
 # (end of phase commands)
 
 
 def main() -> None:
     """Console-script entry point."""
+    _quiet_libraries()
     app()
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _quiet_libraries() -> None:
+    """Keep library progress bars and advisory warnings out of command output."""
+    import logging
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for name in ("transformers", "accelerate", "bitsandbytes"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+

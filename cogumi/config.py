@@ -181,4 +181,4 @@ def _allowed_keys(loc: tuple) -> list[str]:
 
 def dump_config(cfg: CogumiConfig) -> str:
     """The resolved config as YAML."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, width=10_000)

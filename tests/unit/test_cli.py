@@ -88,7 +88,7 @@ def test_every_job_is_a_cli_command():
 
 
 def test_console_script_and_job_file_run_the_same_command():
-    cli = subprocess.run([sys.executable, "-m", "cogumi.cli", "config", "run"], capture_output=True, text=True,
+    cli = subprocess.run([sys.executable, "-m", "cogumi", "config", "run"], capture_output=True, text=True,
                          timeout=120)
     job = subprocess.run([sys.executable, str(REPO / "jobs/doctor.py"), "--help"], capture_output=True, text=True,
                          timeout=120)

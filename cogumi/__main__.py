@@ -1,0 +1,5 @@
+"""``python -m cogumi`` = the ``cogumi`` command."""
+
+from cogumi.cli import main
+
+main()
