@@ -71,7 +71,8 @@ class JudgeConfig(Section):
     max_tokens: int = Field(96, ge=16, description="verdict length cap")
     parse_attempts: int = Field(2, ge=1, description="asks per row when the verdict does not parse")
     structured_output: bool = Field(True, description="send a JSON schema response_format")
-    enabled: bool = Field(True, description="False = keep every row unscored (quality_score null)")
+    keep_unscored: bool = Field(True, description="keep rows whose verdict never parsed (quality_score null)")
+    enabled: bool = Field(True, description="False = skip the judge (every row unscored)")
 
 
 class FilterConfig(Section):
@@ -112,9 +113,10 @@ class RayDataConfig(Section):
     batch_size: int = Field(16, ge=1)
     teacher_workers: int = Field(1, ge=1, description="actors per teacher stage")
     judge_workers: int = Field(1, ge=1)
-    teacher_num_cpus: float = Field(1.0, ge=0.0, description="CPUs per actor (0.25 for HTTP teachers)")
-    judge_num_cpus: float = Field(1.0, ge=0.0)
-    filter_num_cpus: float = Field(0.5, ge=0.0)
+    read_num_cpus: float = Field(0.25, ge=0.0, description="CPUs per read task")
+    teacher_num_cpus: float = Field(0.5, ge=0.0, description="CPUs per teacher actor (HTTP teachers need little)")
+    judge_num_cpus: float = Field(0.5, ge=0.0)
+    filter_num_cpus: float = Field(0.25, ge=0.0, description="CPUs per filter actor and dedup task")
 
 
 class CurateConfig(Section):
@@ -129,6 +131,8 @@ class CurateConfig(Section):
     limit: int | None = Field(None, ge=1, description="use at most this many prompts")
     teachers: list[TeacherConfig] = Field(default_factory=lambda: [TeacherConfig(name="embedded")])
     categories: dict[str, CategorySettings] = Field(default_factory=_spec_categories)
+    max_new_tokens: int | None = Field(None, ge=1, description="caps every category's max_tokens (small runs)")
+    seed: int = Field(0, description="sampling seed sent to teachers (part of the cache key)")
     system_prompt: str = "You are a helpful, accurate assistant. Answer completely and clearly."
     min_judge_score: float = Field(7.0, ge=0.0, le=10.0, description="keep rows scoring at least this")
     judge: JudgeConfig = Field(default_factory=JudgeConfig)

@@ -1,0 +1,106 @@
+"""A metered endpoint: inference backend + response cache + global rate limit + retries + cost.
+
+Teachers and the judge both call models through :class:`MeteredEndpoint`, which
+goes through the one inference interface (:func:`cogumi.models.inference.make_backend`)
+with the OpenAI client's own retries switched off (``max_retries=0``) so that
+:mod:`cogumi.curate.retry` owns the policy.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from cogumi.config_base import ModelConfig
+from cogumi.curate.cache import ResponseCache, cache_key
+from cogumi.curate.config import RetryConfig
+from cogumi.curate.retry import Failure, call_with_retries
+from cogumi.errors import BackendError
+from cogumi.models.inference import Generation, Message, SamplingParams, make_backend
+
+
+@dataclass
+class CallResult:
+    """One answered call with its bill."""
+
+    generation: Generation
+    cached: bool
+    attempts: int
+    cost_usd: float
+
+
+def endpoint_id(cfg: ModelConfig) -> str:
+    """What identifies the answering endpoint in the cache key."""
+    where = cfg.base_url if cfg.backend == "openai" else cfg.model
+    return f"{cfg.backend}|{where}|{cfg.gguf_file or ''}|{cfg.adapter or ''}"
+
+
+def estimate_tokens(messages: list[Message], max_tokens: int) -> int:
+    """Tokens to reserve before a call: ~4 characters a token for the prompt, plus the answer cap."""
+    return sum(len(m.get("content", "")) for m in messages) // 4 + 8 * len(messages) + max_tokens
+
+
+class MeteredEndpoint:
+    """Calls one model with caching, rate limiting, retries and token/dollar accounting.
+
+    Args:
+        name: limiter key and report name (a teacher name or ``judge``).
+        model: where the model is; its ``max_retries`` is forced to 0.
+        price_in, price_out: USD per million input / output tokens.
+        retry: the retry policy.
+        limiter: a :class:`~cogumi.curate.limiter.LocalLimiter` or ``RemoteLimiter`` (already configured).
+        cache: the shared response cache (None = no caching).
+    """
+
+    def __init__(self, name: str, model: ModelConfig, price_in: float, price_out: float, retry: RetryConfig,
+                 limiter, cache: ResponseCache | None):
+        self.name, self.retry, self.limiter, self.cache = name, retry, limiter, cache
+        self.model = model.model_copy(update={"max_retries": 0})
+        self.price_in, self.price_out = price_in, price_out
+        self._backend = None
+        self._lock = threading.Lock()
+
+    @property
+    def backend(self):
+        with self._lock:
+            if self._backend is None:
+                self._backend = make_backend(self.model)
+            return self._backend
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD for this many tokens at this endpoint's prices."""
+        return (prompt_tokens * self.price_in + completion_tokens * self.price_out) / 1e6
+
+    def chat(self, messages: list[Message], params: SamplingParams) -> CallResult:
+        """Answer from the cache, or call the model (rate limited, retried) and cache the answer.
+
+        Raises:
+            RetriesExhausted: the call failed fatally or on every attempt.
+        """
+        key = cache_key(endpoint_id(self.model), self.model.model, messages, params)
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            return CallResult(hit, True, 0, 0.0)
+        reserved = estimate_tokens(messages, params.max_tokens)
+
+        def once() -> Generation:
+            self.limiter.acquire(self.name, reserved)
+            gen = self.backend.chat(messages, params)
+            if not isinstance(gen.text, str):
+                raise BackendError("the endpoint answered without text", self.name, "check the endpoint")
+            return gen
+
+        def on_failure(failure: Failure) -> None:
+            if failure.kind == "rate_limit":
+                self.limiter.pause(self.name, failure.retry_after or self.retry.base_s)
+
+        gen, attempts = call_with_retries(once, self.retry, on_failure)
+        self.limiter.settle(self.name, reserved, gen.usage.total_tokens)
+        if self.cache is not None:
+            self.cache.put(key, gen)
+        return CallResult(gen, False, attempts, self.cost(gen.usage.prompt_tokens, gen.usage.completion_tokens))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._backend is not None:
+                self._backend.close()
+                self._backend = None

@@ -1,0 +1,83 @@
+"""CLI commands of Phase 0: ``cogumi curate`` and ``cogumi dedup``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cogumi.cli import ConfigOpt, SetOpt, _load, console, err_console, user_errors
+from cogumi.errors import CogumiError
+
+
+def prompt_inputs(prompts: str) -> dict[str, str]:
+    """Input digests of the prompt source (HF names are recorded by name)."""
+    from cogumi.artifacts import digest_path
+    from cogumi.curate.sources import embedded_seed_path
+
+    if prompts.startswith("hf:"):
+        return {"prompts": prompts}
+    path = str(embedded_seed_path()) if prompts == "embedded" else prompts
+    return {"prompts": digest_path(path)}
+
+
+@user_errors
+def curate_cmd(config: ConfigOpt = None, set_: SetOpt = None,
+               force: Annotated[bool, typer.Option("--force", help="rerun even if the stage is up to date")] = False,
+               ray_address: Annotated[Optional[str], typer.Option("--ray-address",
+                                                                  help="Ray cluster (default: RAY_ADDRESS or local)")] = None,
+               json_out: Annotated[bool, typer.Option("--json", help="print the stats as JSON")] = False) -> None:
+    """Phase 0: teachers generate, the judge scores, rules filter, dedup; writes curated.parquet and a report."""
+    from cogumi.artifacts import RunDir
+    from cogumi.curate.pipeline import run_curation
+
+    cfg = _load(config, set_)
+    if ray_address:
+        cfg.curate.ray.address = ray_address
+    stage = RunDir.open(cfg.run.root, cfg.run.name).stage("curate")
+    cfg_hash = cfg.section_hash("curate", "student", "judge")
+    inputs = prompt_inputs(cfg.curate.prompts)
+    if not force and stage.can_skip(cfg_hash, inputs):
+        err_console.print(f"curate is up to date in {stage.path} (use --force to rerun)")
+        if json_out:
+            console.print_json(stage.run.fs.open_input_stream(stage.file("stats.json")).read().decode())
+        return
+    with stage.begin(cfg_hash, inputs) as rec:
+        summary = run_curation(cfg, rec)
+    if json_out:
+        console.print_json(json.dumps(summary))
+        return
+    r = summary["rows"]
+    console.print(f"curated {r['ok']} of {r['input']} rows (filtered {r['filtered']}, errors {r['error']}) "
+                  f"-> {stage.file('curated.parquet')}", highlight=False)
+    console.print(f"report: {stage.file('report.md')} · spent ${summary['cost_total_usd']:.4f}", highlight=False)
+
+
+@user_errors
+def dedup_cmd(input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="a .jsonl or .parquet file")],
+              out: Annotated[Path, typer.Option("--out", "-o", help="output file (.jsonl or .parquet)")],
+              threshold: Annotated[float, typer.Option(help="Jaccard similarity of character 3-gram sets")] = 0.8,
+              fields: Annotated[str, typer.Option(help="comma-separated columns to compare")] = "instruction,response",
+              num_perm: Annotated[int, typer.Option(help="MinHash permutations")] = 128,
+              ngram: Annotated[int, typer.Option(help="character n-gram size")] = 3,
+              id_field: Annotated[Optional[str], typer.Option(help="column of unique row ids")] = None,
+              score_field: Annotated[Optional[str], typer.Option(help="column ranking duplicates (highest kept)")] = None,
+              workers: Annotated[int, typer.Option(help="0 = in process, N = Ray Data with N workers")] = 0,
+              json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Remove exact and near-duplicates (MinHash-LSH) from a JSONL or Parquet file."""
+    from cogumi.curate.dedup.files import run_dedup_file
+
+    if not 0.0 < threshold <= 1.0:
+        raise CogumiError(f"threshold {threshold} is outside (0, 1]", "--threshold", "use e.g. 0.8")
+    names = [f.strip() for f in fields.split(",") if f.strip()]
+    if not names:
+        raise CogumiError("no fields to compare", "--fields", "pass e.g. --fields instruction,response")
+    summary = run_dedup_file(input_path, out, names, threshold, num_perm, ngram, id_field, score_field, workers)
+    if json_out:
+        console.print_json(json.dumps(summary))
+        return
+    console.print(f"kept {summary['kept']} of {summary['rows']} rows ({summary['exact']} exact and "
+                  f"{summary['near']} near duplicates removed) -> {out}; clusters in {summary['duplicates_report']}",
+                  highlight=False)

@@ -1,0 +1,248 @@
+"""Phase 0 on Ray Data: read -> teachers -> rule filters -> judge -> dedup -> curated.parquet + report.
+
+Each step is a pure class over rows (:mod:`teacher`, :mod:`filters`, :mod:`judge`,
+:mod:`dedup`); this module only wires them into Ray Data operators (actor pools
+with configurable size and CPUs) and streams the results into the stage folder:
+
+- ``curated.parquet`` (+ ``curated.jsonl``): the kept rows, :data:`cogumi.schema.CURATED_SCHEMA`;
+- ``rows.parquet``: every input row with its fate (ok / error + error / filtered + reason);
+- ``stats.json``, ``report.md``, ``report.png``: counts, quality, duplicates, cost per teacher.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from cogumi.config import CogumiConfig
+from cogumi.config_base import ModelConfig
+from cogumi.curate.cache import ResponseCache
+from cogumi.curate.client import MeteredEndpoint
+from cogumi.curate.config import CurateConfig
+from cogumi.curate.dedup.distributed import dedup_dataset, removal_lookup
+from cogumi.curate.dedup.minhash import lsh_params
+from cogumi.curate.filters import FilterStep, token_counter
+from cogumi.curate.judge import JudgeStep
+from cogumi.curate.limiter import RemoteLimiter, get_limiter
+from cogumi.curate.reader import read_prompts
+from cogumi.curate.report import CurationStats, render_markdown, render_plot
+from cogumi.curate.rows import FILTERED, OK, ROW_SCHEMA, from_table, mark, to_table
+from cogumi.curate.teacher import TeacherStep
+from cogumi.schema import CURATED_SCHEMA, normalise_record
+
+log = logging.getLogger(__name__)
+ACCOUNTING_COLUMNS = [c for c in ROW_SCHEMA.names if c not in ("instruction", "response")]
+
+
+class TeacherUDF:
+    """Ray Data actor: :class:`TeacherStep` over Arrow batches."""
+
+    def __init__(self, curate_json: str, limiter, cache_uri: str):
+        cfg = CurateConfig.model_validate_json(curate_json)
+        lim, cache = RemoteLimiter(limiter), ResponseCache(cache_uri)
+        endpoints = {t.name: MeteredEndpoint(t.name, t.model, t.price_in_per_mtok, t.price_out_per_mtok,
+                                             cfg.retry, lim, cache) for t in cfg.teachers}
+        self.step = TeacherStep(cfg, endpoints, cfg.seed)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return to_table(self.step(from_table(batch)))
+
+
+class FilterUDF:
+    """Ray Data actor: :class:`FilterStep` (holds the student's tokenizer)."""
+
+    def __init__(self, curate_json: str, student_json: str):
+        cfg = CurateConfig.model_validate_json(curate_json)
+        self.step = FilterStep(cfg.filters, token_counter(ModelConfig.model_validate_json(student_json)))
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return to_table(self.step(from_table(batch)))
+
+
+class JudgeUDF:
+    """Ray Data actor: :class:`JudgeStep`."""
+
+    def __init__(self, curate_json: str, judge_json: str, limiter, cache_uri: str):
+        cfg = CurateConfig.model_validate_json(curate_json)
+        j = cfg.judge
+        endpoint = MeteredEndpoint("judge", ModelConfig.model_validate_json(judge_json), j.price_in_per_mtok,
+                                   j.price_out_per_mtok, cfg.retry, RemoteLimiter(limiter), ResponseCache(cache_uri))
+        self.step = JudgeStep(cfg, endpoint)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return to_table(self.step(from_table(batch)))
+
+
+def _ok_only(batch: pa.Table) -> pa.Table:
+    return batch.filter(pc.equal(batch.column("status"), OK))
+
+
+def mark_duplicates(batch: pa.Table, lookup_ref: Any) -> pa.Table:
+    """Set ``filtered`` (stage dedup) on rows dedup removed, naming the row kept and the cluster."""
+    import ray
+
+    removed = ray.get(lookup_ref)
+    rows = from_table(batch)
+    for r in rows:
+        hit = removed.get(r["id"]) if r["status"] == OK else None
+        if hit:
+            r["duplicate_of"], r["cluster"] = hit["kept"], hit["cluster"]
+            text = (f"exact duplicate of {hit['kept']}" if hit["kind"] == "exact"
+                    else f"near duplicate of {hit['kept']} (Jaccard {hit['similarity']:.3f}, cluster {hit['cluster']})")
+            mark(r, FILTERED, "dedup", text)
+    return to_table(rows)
+
+
+def curated_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A kept row in the curated schema."""
+    return normalise_record({k: row.get(k) for k in CURATED_SCHEMA.names}, where=f"row {row.get('id')}")
+
+
+def cache_uri(cfg: CogumiConfig) -> str:
+    """The response cache: ``curate.cache`` or ``<run.root>/cache/responses`` (shared by runs)."""
+    return cfg.curate.cache or posixpath.join(cfg.run.root, "cache", "responses")
+
+
+def init_ray(address: str | None) -> None:
+    """Join ``address`` (or RAY_ADDRESS), or start a local Ray."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def build_dataset(cfg: CogumiConfig, limiter) -> Any:
+    """The lazy Ray Dataset of final-but-not-deduplicated rows."""
+    import ray.data
+
+    cur, rc = cfg.curate, cfg.curate.ray
+    curate_json, cache = cur.model_dump_json(), cache_uri(cfg)
+    ds = read_prompts(cur)
+    ds = ds.map_batches(TeacherUDF, batch_format="pyarrow", batch_size=rc.batch_size,
+                        compute=ray.data.ActorPoolStrategy(size=rc.teacher_workers), num_cpus=rc.teacher_num_cpus,
+                        fn_constructor_kwargs={"curate_json": curate_json, "limiter": limiter, "cache_uri": cache})
+    ds = ds.map_batches(FilterUDF, batch_format="pyarrow", batch_size=rc.batch_size,
+                        compute=ray.data.ActorPoolStrategy(size=1), num_cpus=rc.filter_num_cpus,
+                        fn_constructor_kwargs={"curate_json": curate_json,
+                                               "student_json": cfg.student.model_dump_json()})
+    if cur.judge.enabled:
+        judge_model = cur.judge.model or cfg.judge
+        ds = ds.map_batches(JudgeUDF, batch_format="pyarrow", batch_size=rc.batch_size,
+                            compute=ray.data.ActorPoolStrategy(size=rc.judge_workers), num_cpus=rc.judge_num_cpus,
+                            fn_constructor_kwargs={"curate_json": curate_json,
+                                                   "judge_json": judge_model.model_dump_json(),
+                                                   "limiter": limiter, "cache_uri": cache})
+    return ds
+
+
+def configure_limiter(cfg: CurateConfig):
+    """The cluster's limiter actor with this config's teacher and judge limits."""
+    import ray
+
+    handle = get_limiter()
+    calls = [handle.configure.remote(t.name, t.rpm, t.tpm) for t in cfg.teachers]
+    calls.append(handle.configure.remote("judge", cfg.judge.rpm, cfg.judge.tpm))
+    ray.get(calls)
+    return handle
+
+
+def run_curation(cfg: CogumiConfig, rec) -> dict[str, Any]:
+    """Run the whole phase into the stage recorder ``rec`` (a :class:`~cogumi.artifacts.StageRecorder`).
+
+    Returns:
+        The stats summary (also written as ``stats.json``).
+    """
+    import ray
+    import ray.data
+
+    cur = cfg.curate
+    init_ray(cur.ray.address)
+    limiter = configure_limiter(cur)
+    fs = rec.fs
+    work = rec.path("work/judged")
+    if fs.get_file_info(work).type != pafs.FileType.NotFound:
+        fs.delete_dir(work)
+    build_dataset(cfg, limiter).write_parquet(work, filesystem=fs,
+                                              ray_remote_args={"num_cpus": cur.ray.read_num_cpus})
+    judged = ray.data.read_parquet(work, filesystem=fs, schema=ROW_SCHEMA)
+
+    lookup: dict[str, dict[str, Any]] = {}
+    if cur.dedup.enabled:
+        d = cur.dedup
+        result = dedup_dataset(judged.map_batches(_ok_only, batch_format="pyarrow"), id_col="id",
+                               fields=d.fields, score_col="quality_score", threshold=d.threshold,
+                               num_perm=d.num_perm, k=d.ngram, seed=d.seed, recall_at_threshold=d.recall_at_threshold,
+                               workers=max(1, int(ray.cluster_resources().get("CPU", 1))),
+                               num_cpus=cur.ray.filter_num_cpus)
+        lookup = removal_lookup(result)
+        rec.metrics["dedup_candidate_pairs"] = result.candidates
+        rec.metrics["dedup_verified_pairs"] = result.verified
+    final = judged.map_batches(mark_duplicates, batch_format="pyarrow", fn_kwargs={"lookup_ref": ray.put(lookup)})
+
+    prices = {t.name: (t.price_in_per_mtok, t.price_out_per_mtok) for t in cur.teachers}
+    prices["judge"] = (cur.judge.price_in_per_mtok, cur.judge.price_out_per_mtok)
+    stats = CurationStats(prices)
+    acct_schema = pa.schema([ROW_SCHEMA.field(c) for c in ACCOUNTING_COLUMNS])
+    jsonl = fs.open_output_stream(rec.path("curated.jsonl")) if cur.write_jsonl else None
+    with pq.ParquetWriter(rec.path("curated.parquet"), CURATED_SCHEMA, filesystem=fs) as curated, \
+            pq.ParquetWriter(rec.path("rows.parquet"), acct_schema, filesystem=fs) as accounting:
+        for batch in final.iter_batches(batch_format="pyarrow", batch_size=4096):
+            rows = from_table(batch)
+            stats.add(rows)
+            accounting.write_table(batch.select(ACCOUNTING_COLUMNS).cast(acct_schema))
+            kept = [curated_record(r) for r in rows if r["status"] == OK]
+            if kept:
+                curated.write_table(pa.Table.from_pylist(kept, schema=CURATED_SCHEMA))
+            if jsonl is not None:
+                for k in kept:
+                    meta = {f: k[f] for f in ("domain", "difficulty", "teacher", "quality_score", "tokens", "source")}
+                    line = {"id": k["id"], "instruction": k["instruction"], "response": k["response"], "metadata": meta}
+                    jsonl.write((json.dumps(line, ensure_ascii=False) + "\n").encode())
+    if jsonl is not None:
+        jsonl.close()
+    fs.delete_dir(posixpath.dirname(work))
+
+    summary = stats.summary()
+    rec.method.update(describe_method(cfg))
+    rec.write_json("stats.json", summary)
+    rec.write_text("report.md", render_markdown(summary, rec.method))
+    with fs.open_output_stream(rec.path("report.png")) as f:
+        f.write(render_plot(summary))
+    rec.metrics.update({"rows_input": summary["rows"]["input"], "rows_ok": summary["rows"]["ok"],
+                        "rows_error": summary["rows"]["error"], "rows_filtered": summary["rows"]["filtered"],
+                        "duplicates_exact": summary["duplicates_removed"]["exact"],
+                        "duplicates_near": summary["duplicates_removed"]["near"],
+                        "english_purity": summary["english_purity"], "cost_total_usd": summary["cost_total_usd"],
+                        "cost": summary["cost"]})
+    return summary
+
+
+def describe_method(cfg: CogumiConfig) -> dict[str, str]:
+    """What really ran, for the manifest and the report."""
+    cur = cfg.curate
+    judge = cur.judge.model or cfg.judge
+    bands, rows = lsh_params(cur.dedup.threshold, cur.dedup.num_perm, cur.dedup.recall_at_threshold)
+    teachers = ", ".join(f"{t.name}={t.model.backend}:{t.model.base_url or t.model.model}" for t in cur.teachers)
+    return {
+        "prompts": cur.prompts + (f" (limit {cur.limit})" if cur.limit else ""),
+        "teachers": teachers,
+        "judge": (f"{judge.backend}:{judge.base_url or judge.model}, keep >= {cur.min_judge_score:g}"
+                  + (", json_schema output" if cur.judge.structured_output else ", free-text parse"))
+        if cur.judge.enabled else "off",
+        "filters": (f"tokens {cur.filters.min_tokens}-{cur.filters.max_tokens} ({cfg.student.model} tokenizer), "
+                    f"language {cur.filters.language or 'off'} (py3langid), pii {cur.filters.pii}"),
+        "dedup": (f"exact + MinHash-LSH {cur.dedup.num_perm} perms, char {cur.dedup.ngram}-grams, "
+                  f"Jaccard {cur.dedup.threshold}, {bands} bands x {rows} rows, exact-Jaccard verification")
+        if cur.dedup.enabled else "off",
+        "response_cache": cache_uri(cfg),
+    }

@@ -1,0 +1,115 @@
+"""Model calls for evaluation: one backend per role, retries, token accounting, no exceptions per row.
+
+Every call goes through the one inference interface
+(:func:`cogumi.models.inference.make_backend`). A call that keeps failing becomes
+an error string on its row; configuration problems (a model that cannot load)
+still raise, because no row could succeed.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from cogumi.config_base import ModelConfig
+from cogumi.errors import ModelLoadError
+from cogumi.models.inference import Message, SamplingParams, make_backend
+
+
+@dataclass
+class CallOutcome:
+    """What one (possibly retried) call produced."""
+
+    text: str | None
+    error: str | None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    attempts: int = 0
+    finish_reason: str | None = None
+
+
+class Caller:
+    """A model behind the inference interface, called with retries.
+
+    Args:
+        model: which model (a JSON string is accepted, as Ray actors receive it).
+        attempts: tries per call before the row gets an error.
+        backoff_s: sleep before the second try, doubled each time.
+    """
+
+    def __init__(self, model: ModelConfig | str, attempts: int = 3, backoff_s: float = 0.5):
+        self.model = ModelConfig.model_validate_json(model) if isinstance(model, str) else model
+        self.attempts, self.backoff_s = attempts, backoff_s
+        self._backend = None
+
+    @property
+    def backend(self):
+        if self._backend is None:
+            self._backend = make_backend(self.model)
+        return self._backend
+
+    def chat(self, messages: list[Message], params: SamplingParams) -> CallOutcome:
+        """Answer ``messages``; failures after every attempt come back as ``error``."""
+        out = CallOutcome(None, None)
+        for attempt in range(self.attempts):
+            out.attempts = attempt + 1
+            try:
+                gen = self.backend.chat(messages, params)
+            except ModelLoadError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - endpoint down, garbage reply, timeout
+                out.error = f"{exc.__class__.__name__}: {str(exc)[:300]}"
+                if attempt + 1 < self.attempts:
+                    time.sleep(self.backoff_s * 2 ** attempt)
+                continue
+            out.text, out.error, out.finish_reason = gen.text, None, gen.finish_reason
+            out.prompt_tokens += gen.usage.prompt_tokens
+            out.completion_tokens += gen.usage.completion_tokens
+            out.latency_s += gen.latency_s
+            return out
+        return out
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+
+def parallel_map(fn: Callable[[dict[str, Any]], dict[str, Any]], rows: list[dict[str, Any]],
+                 threads: int) -> list[dict[str, Any]]:
+    """``fn`` over rows, ``threads`` at a time (1 = in order, in this thread)."""
+    if threads <= 1 or len(rows) <= 1:
+        return [fn(r) for r in rows]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fn, rows))
+
+
+class AnswerStep:
+    """Answer each row's ``prompt`` with one model, into ``<role>_*`` columns.
+
+    Columns written: ``<role>_answer``, ``<role>_error``, ``<role>_prompt_tokens``,
+    ``<role>_completion_tokens``, ``<role>_latency_s``, ``<role>_calls``.
+    """
+
+    def __init__(self, model: ModelConfig | str, role: str, max_tokens: int, system_prompt: str | None = None,
+                 attempts: int = 3, threads: int = 1, temperature: float = 0.0, seed: int | None = 0):
+        self.caller = Caller(model, attempts)
+        self.role, self.system_prompt, self.threads = role, system_prompt, threads
+        self.params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+
+    def one(self, row: dict[str, Any]) -> dict[str, Any]:
+        messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else [])
+        out = self.caller.chat(messages + [{"role": "user", "content": row["prompt"]}], self.params)
+        r = self.role
+        return row | {f"{r}_answer": out.text, f"{r}_error": out.error, f"{r}_prompt_tokens": out.prompt_tokens,
+                      f"{r}_completion_tokens": out.completion_tokens, f"{r}_latency_s": round(out.latency_s, 4),
+                      f"{r}_calls": out.attempts}
+
+    def __call__(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return parallel_map(self.one, rows, self.threads)
+
+    def close(self) -> None:
+        self.caller.close()

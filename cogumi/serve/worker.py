@@ -1,0 +1,267 @@
+"""The model side of serving: one backend plus hot-swappable adapters, without Ray.
+
+:class:`ModelWorker` is what the ``BaseModel`` and ``Modifiers`` deployments wrap.
+Requests cross deployment handles as plain dicts (see :func:`gen_request`); answers
+come back as ``Generation.as_dict()`` plus ``adapter`` and ``switch_ms``.
+
+Adapters swap without reloading the base: on llama.cpp each GGUF LoRA is loaded
+once next to the shared model (``llama_adapter_lora_init``) and switched per
+request on the context (``llama_set_adapters_lora``); on transformers they are
+named PEFT adapters switched with ``set_adapter``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cogumi.config_base import ModelConfig
+from cogumi.errors import ModelLoadError
+from cogumi.models.inference import Generation, SamplingParams, TokenLogprob, make_backend
+from cogumi.serve.adapters import AdapterSet, make_adapter_set
+
+_PARAM_KEYS = {f for f in SamplingParams.__dataclass_fields__}
+
+
+class RequestError(ValueError):
+    """A request the model cannot serve (maps to an HTTP 4xx in the API).
+
+    Args:
+        message: what is wrong, for the client.
+        status: HTTP status (400, 404, ...).
+        code: OpenAI error code, e.g. ``context_length_exceeded``.
+        param: the request field concerned.
+    """
+
+    def __init__(self, message: str, status: int = 400, code: str | None = None, param: str | None = None):
+        super().__init__(message)
+        self.message, self.status, self.code, self.param = message, status, code, param
+
+    def __reduce__(self):  # keep fields when Ray pickles it across processes
+        return (RequestError, (self.message, self.status, self.code, self.param))
+
+
+def gen_request(kind: str, params: SamplingParams, messages: list[dict] | None = None, prompt: str | None = None,
+                adapter: str | None = None, chosen_logprobs: bool = False) -> dict[str, Any]:
+    """The dict a worker takes (picklable, backend-neutral).
+
+    ``chosen_logprobs`` asks only for the generated tokens' logprobs (what the
+    confidence cascade needs); llama.cpp then computes them in one vectorised pass.
+    """
+    return {"kind": kind, "messages": messages, "prompt": prompt, "adapter": adapter,
+            "params": {k: getattr(params, k) for k in _PARAM_KEYS}, "chosen_logprobs": chosen_logprobs}
+
+
+class ModelWorker:
+    """A backend from ``make_backend`` plus optional adapters, safe for concurrent callers.
+
+    Args:
+        model: the base model config (any backend of the inference interface).
+        adapters: domain -> adapter path, loadable on demand (None: base only).
+    """
+
+    def __init__(self, model: ModelConfig, adapters: dict[str, str] | None = None):
+        self.cfg = model
+        self.backend = make_backend(model)
+        self.n_ctx = model.n_ctx
+        self.paths = dict(adapters or {})
+        self.adapters: AdapterSet | None = make_adapter_set(self.backend) if adapters is not None else None
+        self._lock = threading.Lock()  # one generation (and its adapter) at a time per worker
+
+    # ------------------------------------------------------------------ adapters
+
+    def load_adapter(self, name: str) -> None:
+        """Load adapter ``name`` next to the base (no-op when loaded)."""
+        if self.adapters is None or name not in self.paths:
+            raise RequestError(f"unknown modifier '{name}'", 404, "model_not_found", "model")
+        with self._lock:
+            self.adapters.load(name, Path(self.paths[name]))
+
+    def unload_adapter(self, name: str) -> None:
+        """Free adapter ``name`` (safe to call twice)."""
+        if self.adapters is not None:
+            with self._lock:
+                self.adapters.unload(name)
+
+    def _activate(self, name: str | None) -> float:
+        if name is None and self.adapters is None:
+            return 0.0
+        if self.adapters is None:
+            raise RequestError(f"this deployment serves no modifiers (asked for '{name}')", 404,
+                               "model_not_found", "model")
+        if name is not None and not self.adapters.loaded(name):
+            if name not in self.paths:
+                raise RequestError(f"unknown modifier '{name}'", 404, "model_not_found", "model")
+            self.adapters.load(name, Path(self.paths[name]))
+        return self.adapters.activate(name)
+
+    # ------------------------------------------------------------------ generation
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` under the served model's tokenizer."""
+        if hasattr(self.backend, "count_tokens"):
+            return int(self.backend.count_tokens(text))
+        tok = getattr(self.backend, "tokenizer", None)
+        return len(tok(text, add_special_tokens=False).input_ids) if tok is not None else len(text.split())
+
+    def _check_context(self, req: dict[str, Any]) -> int:
+        if req["kind"] == "chat":
+            text = "\n".join(m["content"] for m in req["messages"])
+            prompt_tokens = self.count_tokens(text) + 4 * len(req["messages"]) + 2
+        else:
+            prompt_tokens = self.count_tokens(req["prompt"])
+        wanted = req["params"]["max_tokens"]
+        if prompt_tokens + wanted > self.n_ctx:
+            raise RequestError(f"this model's context is {self.n_ctx} tokens; the request has about "
+                               f"{prompt_tokens} prompt tokens plus max_tokens {wanted}. Shorten the messages "
+                               "or lower max_tokens", 400, "context_length_exceeded", "messages")
+        return prompt_tokens
+
+    def generate(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Answer one request (``gen_request`` dict) in full.
+
+        Returns:
+            ``Generation.as_dict()`` plus ``adapter`` and ``switch_ms``.
+
+        Raises:
+            RequestError: unknown adapter, context too long, logprobs unavailable.
+        """
+        self._check_context(req)
+        params = SamplingParams(**req["params"])
+        fast = bool(req.get("chosen_logprobs")) and self._fast_logprobs_ok()
+        if fast:  # chosen-token logprobs from the kept logits, not llama-cpp-python's per-token sort
+            params.logprobs, params.top_logprobs = False, 0
+        with self._lock:
+            switch_s = self._activate(req.get("adapter"))
+            try:
+                gen = (self.backend.chat(req["messages"], params) if req["kind"] == "chat"
+                       else self.backend.complete(req["prompt"], params))
+            except ValueError as exc:  # bad sampling/logprob request caught by the backend
+                raise RequestError(str(exc), 400, "invalid_request_error") from None
+            if fast:
+                gen.logprobs = self._chosen_logprobs(gen.usage.prompt_tokens)
+        return _answer(gen, req.get("adapter"), switch_s)
+
+    def _fast_logprobs_ok(self) -> bool:
+        return self.backend.name == "llamacpp" and bool(getattr(self.backend, "logits_all", False))
+
+    def _chosen_logprobs(self, prompt_tokens: int) -> list[TokenLogprob]:
+        """Logprobs of the generated tokens from llama.cpp's kept logits (one vectorised pass).
+
+        Row ``i`` of ``scores`` predicts token ``i + 1``; the last sampled token is never
+        evaluated, so it is not in ``input_ids`` and gets no logprob.
+        """
+        import numpy as np
+
+        llm = self.backend.llm
+        n = int(llm.n_tokens)
+        if prompt_tokens < 1 or n <= prompt_tokens:
+            return []
+        ids = np.asarray(llm.input_ids[prompt_tokens:n])
+        rows = np.asarray(llm.scores[prompt_tokens - 1:n - 1], dtype=np.float64)
+        rows = rows - rows.max(axis=1, keepdims=True)
+        chosen = rows[np.arange(len(ids)), ids] - np.log(np.exp(rows).sum(axis=1))
+        return [TokenLogprob(llm.detokenize([int(i)]).decode("utf-8", "replace"), float(lp))
+                for i, lp in zip(ids, chosen)]
+
+    def stream(self, req: dict[str, Any], stop: threading.Event | None = None) -> Iterator[dict[str, Any]]:
+        """Yield ``{"text": piece}`` events, then one ``{"done": True, finish_reason, usage, ...}``.
+
+        ``stop`` ends generation early (client went away); the final event still comes.
+        Raw completions are generated in full and sent as one piece.
+        """
+        prompt_tokens = self._check_context(req)
+        params = SamplingParams(**req["params"])
+        t0 = time.perf_counter()
+        if req["kind"] != "chat":
+            gen = self._generation(req)
+            yield {"text": gen.text}
+            yield {"done": True, **_answer(gen, req.get("adapter"), 0.0)}
+            return
+        pieces: list[str] = []
+        with self._lock:
+            switch_s = self._activate(req.get("adapter"))
+            it = self.backend.stream_chat(req["messages"], params)
+            try:
+                for piece in it:
+                    pieces.append(piece)
+                    yield {"text": piece}
+                    if stop is not None and stop.is_set():
+                        break
+            finally:
+                close = getattr(it, "close", None)
+                if close:
+                    close()
+        text = "".join(pieces)
+        completion = self.count_tokens(text) if text else 0
+        finish = "length" if completion >= params.max_tokens else "stop"
+        if stop is not None and stop.is_set():
+            finish = "cancelled"
+        yield {"done": True, "text": text, "finish_reason": finish, "model": self.backend.model_name,
+               "backend": self.backend.name, "latency_s": round(time.perf_counter() - t0, 4), "logprobs": None,
+               "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                         "total_tokens": prompt_tokens + completion},
+               "adapter": req.get("adapter"), "switch_ms": round(switch_s * 1000, 3)}
+
+    def _generation(self, req: dict[str, Any]) -> Generation:
+        params = SamplingParams(**req["params"])
+        with self._lock:
+            self._activate(req.get("adapter"))
+            return self.backend.complete(req["prompt"], params)
+
+    def close(self) -> None:
+        """Free adapters and the model."""
+        if self.adapters is not None:
+            self.adapters.close()
+        self.backend.close()
+
+
+def _answer(gen: Generation, adapter: str | None, switch_s: float) -> dict[str, Any]:
+    return {**gen.as_dict(), "adapter": adapter, "switch_ms": round(switch_s * 1000, 3)}
+
+
+def resolve_adapters(adapters_dir: str | None, explicit: dict[str, str], backend: str) -> dict[str, str]:
+    """Domain -> adapter path from ``adapters_dir/<domain>/`` plus explicit entries (which win).
+
+    In each domain folder llama.cpp takes the single ``*.gguf`` file; transformers takes
+    the folder when it holds ``adapter_config.json`` (a PEFT adapter).
+
+    Raises:
+        ModelLoadError: the folder or an explicit path does not exist, or a domain folder has no adapter.
+    """
+    from cogumi.serve.config import valid_domain
+
+    found: dict[str, str] = {}
+    if adapters_dir:
+        root = Path(adapters_dir)
+        if not root.is_dir():
+            raise ModelLoadError(f"adapters folder {root} does not exist", "serve.adapters_dir",
+                                 "run `cogumi modifiers` first or point serve.adapters_dir at its adapters/ folder")
+        for sub in sorted(p for p in root.iterdir() if p.is_dir() and valid_domain(p.name)):
+            found[sub.name] = str(_adapter_in(sub, backend))
+    for name, path in explicit.items():
+        if not Path(path).exists():
+            raise ModelLoadError(f"adapter for modifier '{name}' not found at {path}", f"serve.modifiers.{name}",
+                                 "fix the path or remove the entry")
+        found[name] = path
+    return found
+
+
+def _adapter_in(folder: Path, backend: str) -> Path:
+    if backend == "llamacpp":
+        ggufs = sorted(folder.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return ggufs[0]
+        what = "no .gguf file" if not ggufs else f"{len(ggufs)} .gguf files"
+        raise ModelLoadError(f"adapter folder {folder} has {what}; llama.cpp needs exactly one GGUF LoRA",
+                             str(folder), "export the adapter to GGUF (cogumi compress) or name it in serve.modifiers")
+    if (folder / "adapter_config.json").is_file():
+        return folder
+    peft = [p for p in folder.iterdir() if (p / "adapter_config.json").is_file()]
+    if len(peft) == 1:
+        return peft[0]
+    raise ModelLoadError(f"adapter folder {folder} holds no PEFT adapter (adapter_config.json)", str(folder),
+                         "point serve.modifiers.<domain> at the PEFT adapter folder")
