@@ -205,6 +205,10 @@ from cogumi.compress.commands import compress_cmd  # noqa: E402
 app.command("compress")(compress_cmd)
 from cogumi.route.commands import router_cmd  # noqa: E402
 app.command("router")(router_cmd)
+from cogumi.evaluate.commands import benchmark_cmd, compare_cmd, distill_cmd  # noqa: E402
+app.command("benchmark")(benchmark_cmd)
+app.command("compare")(compare_cmd)
+app.command("distill")(distill_cmd)
 # (end of phase commands)
 
 

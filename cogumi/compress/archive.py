@@ -1,8 +1,11 @@
 """Lossless zstd archives of GGUF files, with a dictionary trained on weight samples.
 
 ``pack`` streams the file through a zstd compressor (level and dictionary from the
-config) while hashing it, and writes ``<file>.zst``, the dictionary ``<file>.zdict``
-and ``<file>.zst.json`` (sizes, SHA-256, level, dictionary id). ``unpack`` streams
+config) while hashing it, and writes ``<file>.zstd`` (a standard zstd frame), the
+dictionary ``<file>.zdict`` and ``<file>.zstd.json`` (sizes, SHA-256, level,
+dictionary id). The suffix is ``.zstd``, not ``.zst``: pyarrow's filesystems
+decompress ``.zst`` files transparently when reading (extension detection), which
+breaks stage digests of a dictionary-compressed frame. ``unpack`` streams
 it back, hashing on the way, and refuses output whose SHA-256 differs. Nothing is
 ever held whole in memory; outputs are written under temporary names and renamed.
 
@@ -24,6 +27,7 @@ from typing import Any, BinaryIO
 from cogumi.compress.errors import ArchiveError
 
 CHUNK = 1 << 20
+SUFFIX = ".zstd"
 
 
 def file_sha256(path: str | Path) -> str:
@@ -94,14 +98,14 @@ def pack(src: str | Path, out_dir: str | Path, *, level: int, dict_size: int, sa
     """Compress ``src`` into ``out_dir`` with a trained dictionary, streaming.
 
     Returns:
-        The archive record also written to ``<name>.zst.json``.
+        The archive record also written to ``<name>.zstd.json``.
     """
     import zstandard
 
     src, out_dir = Path(src), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    zst, zdict, record_path = (out_dir / f"{src.name}.zst", out_dir / f"{src.name}.zdict",
-                               out_dir / f"{src.name}.zst.json")
+    zst, zdict, record_path = (out_dir / f"{src.name}{SUFFIX}", out_dir / f"{src.name}.zdict",
+                               out_dir / f"{src.name}{SUFFIX}.json")
     t0 = time.perf_counter()
     dictionary = train_dictionary(src, dict_size, sample_size, max_samples)
     train_s = time.perf_counter() - t0
@@ -156,7 +160,7 @@ def unpack(record_path: str | Path, out_path: str | Path | None = None) -> dict[
     """Stream an archive back, verify its SHA-256, and write it to ``out_path`` (if given).
 
     Args:
-        record_path: the ``<name>.zst.json`` written by :func:`pack` (the ``.zst`` and
+        record_path: the ``<name>.zstd.json`` written by :func:`pack` (the ``.zstd`` and
             ``.zdict`` are found next to it).
         out_path: where to restore the file; None only verifies.
 

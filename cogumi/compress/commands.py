@@ -17,7 +17,7 @@ def compress_cmd(config: ConfigOpt = None, set_: SetOpt = None,
                                                               "compress.model, else the student)")] = None,
                  force: Annotated[bool, typer.Option("--force", help="rerun steps whose manifests match")] = False,
                  no_ray: Annotated[bool, typer.Option("--no-ray", help="run the steps in this process")] = False,
-                 restore: Annotated[Optional[Path], typer.Option(help="a <file>.zst.json archive record: "
+                 restore: Annotated[Optional[Path], typer.Option(help="a <file>.zstd.json archive record: "
                                                                  "decompress and verify it instead")] = None,
                  output: Annotated[Optional[Path], typer.Option(help="with --restore: where to write the file "
                                                                 "(default: verify only)")] = None,

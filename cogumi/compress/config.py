@@ -21,7 +21,8 @@ class CalibrationConfig(Section):
     asks for 2,048 diverse samples).
     """
 
-    data: str | None = Field(None, description="curated.parquet / .jsonl; None = built-in calibration set")
+    data: str | None = Field(None, description="curated.parquet / .jsonl (or 'stage:curate/curated.parquet'); "
+                                               "None = built-in calibration set")
     num_samples: int = Field(64, ge=1, description="samples used (spec: 2048)")
     min_samples: int = Field(8, ge=1, description="fewer usable samples than this is an error")
     max_seq_length: int = Field(512, ge=16)
@@ -43,6 +44,14 @@ class PruneConfig(Section):
     dampening_frac: float = Field(0.01, gt=0.0)
     block_size: int = Field(128, ge=1)
     ignore: list[str] = Field(default_factory=lambda: ["re:.*lm_head"])
+
+    @field_validator("mask", mode="before")
+    @classmethod
+    def _yaml_sexagesimal(cls, value: object) -> object:
+        """YAML 1.1 reads an unquoted ``2:4`` as the base-60 integer 124; read it back as ``2:4``."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{value // 60}:{value % 60}"
+        return value
 
     @field_validator("mask")
     @classmethod
@@ -152,7 +161,8 @@ class QualityConfig(Section):
 class CompressConfig(Section):
     """Phase 2: 2:4 pruning, 4-bit AWQ/GPTQ, GGUF Q5_K_M export, zstd, each step gated on perplexity."""
 
-    model: str | None = Field(None, description="merged HF model folder; None = the student model")
+    model: str | None = Field(None, description="merged HF model folder or 'stage:train/merged'; "
+                                                "None = the student model")
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     prune: PruneConfig = Field(default_factory=PruneConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)

@@ -171,7 +171,7 @@ def compare_with_hf(gguf_path: str | Path, hf_model: Any, tokenizer: Any, prompt
         backend.close()
     kl = np.concatenate(kls)
     top1 = float(np.concatenate(agree).mean())
-    result = RoundTrip(str(gguf_path), bool(tok_ok), float(kl.mean()), float(kl.max()), top1, greedy_hf,
+    result = RoundTrip(Path(gguf_path).name, bool(tok_ok), float(kl.mean()), float(kl.max()), top1, greedy_hf,
                        greedy_gguf, float(np.mean(matches)), max_mean_kl, min_top1)
     result.passed = result.tokenizer_match and result.mean_kl <= max_mean_kl and top1 >= min_top1
     log.info("round trip %s: mean KL %.2e, top-1 %.1f%%, greedy prefix match %.0f%%, tokenizer %s",

@@ -40,6 +40,36 @@ STEP_SETTINGS = {
 }
 
 
+STAGE_PREFIX = "stage:"
+
+
+def resolve_refs(cfg: CogumiConfig, root: str) -> CogumiConfig:
+    """A copy of ``cfg`` whose ``stage:<stage>/<path>`` references are local paths in this run.
+
+    Applies to ``compress.model``, ``calibration.data``, ``quality.eval_data`` and ``gguf.adapters``
+    (e.g. ``stage:train/merged``, ``stage:curate/curated.parquet``).
+    """
+    run_path = Path(root) / cfg.run.name
+
+    def local(ref: str | None) -> str | None:
+        if ref is None or not ref.startswith(STAGE_PREFIX):
+            return ref
+        rel = ref[len(STAGE_PREFIX):].strip("/")
+        if not rel or ".." in rel.split("/"):
+            raise CompressError(f"bad stage reference '{ref}'", "compress config",
+                                "write stage:<stage>/<path>, e.g. stage:train/merged")
+        return str(run_path / rel)
+
+    c = cfg.compress
+    new = c.model_copy(update={
+        "model": local(c.model),
+        "calibration": c.calibration.model_copy(update={"data": local(c.calibration.data)}),
+        "quality": c.quality.model_copy(update={"eval_data": local(c.quality.eval_data)}),
+        "gguf": c.gguf.model_copy(update={"adapters": [local(a) for a in c.gguf.adapters]}),
+    })
+    return cfg.model_copy(update={"compress": new})
+
+
 def resolve_model(cfg: CogumiConfig) -> Path:
     """The model to compress: ``compress.model``, else the student (the embedded GGUF is materialised)."""
     from cogumi.compress.checkpoint import check_hf_dir
@@ -165,6 +195,7 @@ def run_compress(cfg: CogumiConfig, *, force: bool = False, use_ray: bool = True
         CogumiError: a step failed (bad input, quality gate, round trip); earlier steps stay finished.
     """
     root = _check_local(cfg)
+    cfg = resolve_refs(cfg, root)
     model_dir = resolve_model(cfg)
     model_digest = digest_path(str(model_dir))
     results: dict[str, Any] = {}

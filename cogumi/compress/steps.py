@@ -233,23 +233,23 @@ def _export_adapters(env: StepEnv, rec: StageRecorder, src: Path, hf_model: Any,
 
 def zstd(env: StepEnv, rec: StageRecorder) -> None:
     """zstd archive of the target GGUF, decompressed back and SHA-256 verified."""
-    from cogumi.compress.archive import pack, unpack
+    from cogumi.compress.archive import SUFFIX, pack, unpack
 
     cfg = env.cfg.zstd
     name = f"model-{cfg.target.lower()}.gguf"
     src = env.stage_path("gguf", name)
     if not src.is_file():
         raise CompressError(f"the gguf step has no {name} to archive", str(src), "run the gguf step first")
-    record = pack(src, Path(rec.path(name + ".zst")).parent, level=cfg.level, dict_size=cfg.dict_size,
+    record = pack(src, Path(rec.path(name + SUFFIX)).parent, level=cfg.level, dict_size=cfg.dict_size,
                   sample_size=cfg.sample_size, max_samples=cfg.max_samples, threads=cfg.threads,
                   compare_without_dict=cfg.compare_without_dict)
-    check = unpack(rec.path(name + ".zst.json"))
+    check = unpack(rec.path(name + SUFFIX + ".json"))
     rec.method.update(archive=f"zstd level {cfg.level}, {record['dict_bytes']}-byte dictionary trained on weight "
                               f"samples, streamed", verify="streaming decompression, SHA-256 compared")
     rec.metrics.update(record=record, verify=check)
     gguf_rows = {a["artifact"]: a for a in (env.run.stage(stage_name("gguf")).manifest().metrics.get("artifacts", []))}
     ppl = gguf_rows.get(name, {}).get("ppl")
-    row = {"artifact": f"{name}.zst (+dict)", "bytes": record["compressed_bytes"] + record["dict_bytes"],
+    row = {"artifact": f"{name}{SUFFIX} (+dict)", "bytes": record["compressed_bytes"] + record["dict_bytes"],
            "method": f"zstd -{cfg.level} (lossless, SHA-256 verified)"}
     if ppl is not None:
         row.update(ppl=ppl, gate=gguf_rows[name].get("gate"))

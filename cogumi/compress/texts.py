@@ -175,6 +175,43 @@ git push origin fix-login""",
 Assistant: Lithium-ion batteries rely on chemical reactions that slow down at low temperatures, so
 the battery cannot deliver current as easily and the phone reads a lower charge. The capacity is
 usually not lost; once the phone warms up, much of the charge comes back.""",
+    _p("""Bees communicate the location of flowers with a waggle dance. A forager returning to the hive
+    runs a figure-of-eight pattern on the comb; the angle of the straight run relative to vertical
+    matches the angle between the sun and the food source, and the length of the run tells the
+    other bees how far they need to fly."""),
+    """def merge_sorted(left, right):
+    result, i, j = [], 0, 0
+    while i < len(left) and j < len(right):
+        if left[i] <= right[j]:
+            result.append(left[i])
+            i += 1
+        else:
+            result.append(right[j])
+            j += 1
+    return result + left[i:] + right[j:]""",
+    _p("""A bag holds four red marbles and six blue ones. The chance of drawing a red marble is four in
+    ten, or 0.4. If one marble is drawn and not replaced, the chance that the second is also red is
+    three in nine, so the chance of drawing two reds in a row is 0.4 times one third, about 0.133."""),
+    """User: What should I pack for a two-day hike?
+Assistant: Bring water and a way to treat more, food that does not need cooking, a warm layer and a
+rain jacket, a map, a headlamp, a small first-aid kit, sun protection and a light shelter or
+sleeping bag if you will stay overnight. Tell someone your route and when you expect to return.""",
+    _p("""The first transatlantic telegraph cable was completed in 1858, and for a few weeks messages
+    crossed the ocean in minutes instead of the ten days a ship needed. Then the cable failed.
+    Engineers learned from the failure, and a far more durable cable laid in 1866 connected Europe
+    and North America for good."""),
+    _p("""If it rains, the match is cancelled. The match was not cancelled. From these two statements
+    we can conclude that it did not rain, because rain would have forced a cancellation. We cannot
+    conclude the reverse: a cancelled match would not prove that it rained, since matches are
+    cancelled for other reasons too."""),
+    _p("""Glaciers move. Under its own enormous weight, the ice deforms and slides over the rock beneath
+    it, sometimes only a few centimetres a day, sometimes several metres. As it moves it scrapes and
+    plucks the ground, carving the U-shaped valleys and sharp ridges that remain long after the ice
+    has melted."""),
+    _p("""The robot had been built to sort apples, and for nine years it had sorted apples without
+    complaint. On the first morning of its tenth year it picked up a small green apple, turned it
+    over twice, and placed it very gently on the windowsill, where the light was better. Nobody
+    could explain why, and the robot, when asked, only said that it seemed right."""),
     _p("""She kept the key in a tin that once held peppermints, under a loose board beneath her bed. She
     did not know what it opened. Her grandfather had pressed it into her hand the summer before he
     died and said only: when the river freezes, you will know. The river had never frozen in her

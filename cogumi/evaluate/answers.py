@@ -44,8 +44,16 @@ def format_number(value: Fraction | None) -> str | None:
         return None
     if value.denominator == 1:
         return str(value.numerator)
-    as_float = float(value)
-    return f"{as_float:g}" if Fraction(as_float).limit_denominator(10**6) == value else str(value)
+    d = value.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    if d != 1:  # not a terminating decimal
+        return str(value)
+    from decimal import Decimal
+
+    text = str(Decimal(value.numerator) / Decimal(value.denominator))
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def numbers_equal(predicted: str | None, expected: str | None) -> bool:

@@ -38,12 +38,13 @@ class Caller:
         model: which model (a JSON string is accepted, as Ray actors receive it).
         attempts: tries per call before the row gets an error.
         backoff_s: sleep before the second try, doubled each time.
+        backend: an already built backend to use instead of ``make_backend(model)``.
     """
 
-    def __init__(self, model: ModelConfig | str, attempts: int = 3, backoff_s: float = 0.5):
+    def __init__(self, model: ModelConfig | str, attempts: int = 3, backoff_s: float = 0.5, backend: Any = None):
         self.model = ModelConfig.model_validate_json(model) if isinstance(model, str) else model
         self.attempts, self.backoff_s = attempts, backoff_s
-        self._backend = None
+        self._backend = backend
 
     @property
     def backend(self):

@@ -41,6 +41,7 @@ class HarnessConfig(Section):
     num_fewshot: int | None = Field(None, ge=0, description="None = each task's default")
     batch_size: int = Field(4, ge=1)
     apply_chat_template: bool = Field(False, description="wrap prompts in the model's chat template")
+    max_gen_toks: int | None = Field(None, ge=1, description="cap generated tokens of generate-until tasks")
     max_length: int | None = Field(None, ge=16, description="context cap (None = model.n_ctx)")
     endpoint_completions: bool = Field(
         False, description="openai backend: also run loglikelihood tasks through /v1/completions "
@@ -157,6 +158,7 @@ class DistillConfig(Section):
     max_diverse: int = Field(3, ge=1)
     diversity_threshold: float = Field(0.6, gt=0.0, le=1.0, description="max 3-gram Jaccard between kept outputs")
     keep_unverified: bool = Field(True, description="keep greedy outputs that have no ground truth to check")
+    verify_votes: bool = Field(True, description="drop a voted answer that contradicts the ground truth")
     max_tokens: int = Field(256, ge=8)
     system_prompt: str = "You are a helpful, accurate assistant. Answer completely and clearly."
     code_timeout_s: float = Field(5.0, gt=0.0)

@@ -56,7 +56,7 @@ def task_manager(hcfg: HarnessConfig) -> Any:
         if not Path(p).is_dir():
             raise CogumiError(f"task folder {p} does not exist", "evaluate.benchmark.harness.include_paths",
                               "point it at a folder of lm-eval task YAMLs")
-    return TaskManager(verbosity="ERROR", include_path=[str(bundled_tasks_dir()), *hcfg.include_paths])
+    return TaskManager(include_path=[str(bundled_tasks_dir()), *hcfg.include_paths])
 
 
 def load_tasks(tm: Any, tasks: list[str]) -> dict[str, Any]:
@@ -139,7 +139,8 @@ def run_harness(model: ModelConfig, hcfg: HarnessConfig) -> dict[str, Any]:
         tasks = load_tasks(tm, hcfg.tasks)
         types = {name: task.config.output_type for name, task in tasks.items()}
         common = dict(task_manager=tm, limit=hcfg.limit, num_fewshot=hcfg.num_fewshot, log_samples=True,
-                      bootstrap_iters=0, verbosity="ERROR")
+                      bootstrap_iters=0,
+                      gen_kwargs={"max_gen_toks": hcfg.max_gen_toks} if hcfg.max_gen_toks else None)
         runs: list[tuple[Any, dict[str, Any], list[str], bool]] = []
         skipped: dict[str, str] = {}
         if model.backend == "openai":

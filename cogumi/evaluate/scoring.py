@@ -135,8 +135,8 @@ def render_markdown(summary: dict[str, Any], decision_: dict[str, Any], cost: di
               f"(average of correctness, completeness, clarity, conciseness, 1-10).", "",
               f"**Decision:** {decision_['text']}", ""]
     if summary.get("first_position_bonus") is not None:
-        lines.append(f"Position bias: the answer shown first was rated {summary['first_position_bonus']:+.2f} "
-                     "points higher on average; swapping positions cancels it in the scores above.")
+        lines.append(f"Position bias: the answer shown first scored {summary['first_position_bonus']:+.2f} points "
+                     "against the one shown second, on average; with positions swapped, the scores above cancel it.")
     if summary.get("single_pass_items"):
         lines.append(f"{summary['single_pass_items']} item(s) were scored from one pass only "
                      "(the other verdict failed).")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cogumi.config import EMBEDDED_MODEL, ModelConfig
+from cogumi.config_base import EMBEDDED_MODEL, ModelConfig
 from cogumi.errors import ModelLoadError
 from cogumi.models.embedded import embedded_gguf_path, materialise_hf
 

@@ -47,7 +47,7 @@ class MLPSettings(Section):
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     epochs: int = Field(300, ge=1)
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(64, ge=1)
     patience: int = Field(30, ge=1, description="epochs without a better validation loss before stopping")
     split: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train/val/test shares")
 
@@ -81,6 +81,7 @@ class ExtractSettings(Section):
     address: str | None = Field(None, description="Ray cluster (default: RAY_ADDRESS or a local one)")
     batch_size: int = Field(8, ge=1)
     base_num_cpus: float = Field(1.0, gt=0)
+    base_num_gpus: float = Field(0.0, ge=0, description="GPUs per base-answer actor (a CUDA base model)")
     embed_num_cpus: float = Field(1.0, gt=0)
 
 

@@ -105,7 +105,8 @@ def extract(rows: list[dict[str, Any]], texts: list[str], base: ModelConfig | No
                                                                  "max_tokens": max_tokens,
                                                                  "top_logprobs": top_logprobs},
                             batch_size=settings.batch_size, compute=ray.data.ActorPoolStrategy(size=1),
-                            num_cpus=settings.base_num_cpus)
+                            num_cpus=settings.base_num_cpus,
+                            **({"num_gpus": settings.base_num_gpus} if settings.base_num_gpus else {}))
         rows = sorted(ds.take_all(), key=lambda r: r["_row"])
         rows = [{k: _plain(v) for k, v in r.items() if k != "_row"} for r in rows]
         log.info("router: base answered %d prompts on Ray", len(rows))

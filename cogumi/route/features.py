@@ -137,17 +137,29 @@ def assemble(layout: FeatureLayout, projected: np.ndarray, confidence: np.ndarra
 
 
 class Standardiser:
-    """Per-column ``(x - mean) / std`` fitted on training rows; NaNs (missing values) become 0 (the mean)."""
+    """Per-column ``(x - mean) / std`` fitted on training rows; NaNs (missing values) become 0 (the mean).
+
+    The query projection block shares one scale (the square root of its total variance), so the
+    whole embedding weighs like one unit-variance feature: with few training rows the network
+    cannot memorise them through a hundred equally loud noise directions, and the leading
+    principal components keep their lead.
+    """
 
     def __init__(self, mean: np.ndarray, std: np.ndarray):
         self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
 
     @classmethod
-    def fit(cls, x: np.ndarray) -> Standardiser:
-        """Fit on ``(n, d)`` training features, ignoring NaNs; constant columns get std 1."""
+    def fit(cls, x: np.ndarray, shared: slice | None = None) -> Standardiser:
+        """Fit on ``(n, d)`` training features ignoring NaNs; ``shared`` columns get one common scale.
+
+        Constant columns get std 1.
+        """
         with np.errstate(all="ignore"):
             mean = np.nan_to_num(np.nanmean(x, axis=0), nan=0.0)
-            std = np.nan_to_num(np.nanstd(x, axis=0), nan=1.0)
+            var = np.nan_to_num(np.nanvar(x, axis=0), nan=1.0)
+        std = np.sqrt(var)
+        if shared is not None:
+            std[shared] = np.sqrt(var[shared].sum())
         std[std < 1e-6] = 1.0
         return cls(mean, std)
 

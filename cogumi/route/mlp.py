@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
-from cogumi.errors import CogumiError
 from cogumi.route.config import MLPSettings
+from cogumi.route.data import require_trainable
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread: a 13K-parameter network gains nothing from more, and on a
+    busy machine intra-op threads spin (measured here: 2.7 s vs 74 s for the same training)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class RouterMLP(nn.Module):
@@ -37,7 +51,7 @@ class RouterMLP(nn.Module):
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Eval-mode logits of a numpy batch."""
         self.eval()
-        with torch.no_grad():
+        with torch.no_grad(), one_thread():
             return self(torch.as_tensor(x, dtype=torch.float32)).numpy().astype(np.float64)
 
 
@@ -49,10 +63,7 @@ def split_indices(labels: np.ndarray, shares: tuple[float, float, float], seed: 
         CogumiError: fewer than 10 rows, or a single class.
     """
     labels = np.asarray(labels).astype(int)
-    if len(labels) < 10 or len(set(labels.tolist())) < 2:
-        raise CogumiError(f"the routing set has {len(labels)} rows with labels {sorted(set(labels.tolist()))}; "
-                          "the router needs at least 10 rows with both labels (0 = base enough, 1 = modifier)",
-                          "routing set", "add rows, or check how the labels were produced")
+    require_trainable(labels.tolist(), "routing set")
     rng = np.random.default_rng(seed)
     parts: list[list[int]] = [[], [], []]
     for cls in (0, 1):
@@ -89,6 +100,12 @@ def train_mlp(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
     Returns:
         The best-validation-loss model (eval mode) and per-epoch losses.
     """
+    with one_thread():
+        return _train(x_train, y_train, x_val, y_val, settings, seed)
+
+
+def _train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+           settings: MLPSettings, seed: int) -> TrainResult:
     torch.manual_seed(seed)
     model = RouterMLP(x_train.shape[1], list(settings.hidden), settings.dropout)
     xt, yt = torch.as_tensor(x_train, dtype=torch.float32), torch.as_tensor(y_train, dtype=torch.float32)
@@ -108,7 +125,7 @@ def train_mlp(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
             loss = loss_fn(model(xt[idx]), yt[idx])
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         model.eval()
         with torch.no_grad():
             val = float(loss_fn(model(xv), yv)) if len(xv) else total / len(xt)

@@ -20,7 +20,13 @@ import pyarrow.fs as pafs
 from cogumi.artifacts import RunDir, StageRecorder, digest_path, package_versions
 from cogumi.config import CogumiConfig, ModelConfig
 from cogumi.errors import CogumiError
-from cogumi.route.data import MODIFIERS_OUTPUT, has_features, read_routing_set, validate_rows
+from cogumi.route.data import (
+    MODIFIERS_OUTPUT,
+    has_features,
+    read_routing_set,
+    require_trainable,
+    validate_rows,
+)
 from cogumi.route.embedding import embedding_model_path, embedding_model_version
 from cogumi.route.escalation import PACKAGED_ESCALATION_SET, load_escalation_set, train_escalation
 from cogumi.route.extract import extract
@@ -98,6 +104,7 @@ def run_router_stage(cfg: CogumiConfig, rec: StageRecorder, source: RoutingSourc
         rows = proxy_tasks(rc.data.proxy_prompts, list(rc.data.proxy_domains), rc.seed)
     else:
         rows = read_routing_set(source.uri or "")
+        require_trainable([r["label"] for r in rows], source.description)
     need_base = source.kind == "local-proxy" or not has_features(rows)
     base = base_model(cfg) if need_base else None
     esc_rows = load_escalation_set(rc.escalation.data)

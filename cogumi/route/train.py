@@ -55,7 +55,7 @@ def fit_router(rows: list[dict[str, Any]], emb: np.ndarray, escalation: tuple[Es
     projection = Projection.fit(emb[tr], layout.proj_dim, cfg.seed)
     conf = np.array([[float(r[c]) for c in FEATURE_COLUMNS] for r in rows], dtype=np.float32)
     raw = assemble(layout, projection(emb), conf, domains.proba(emb))
-    standardiser = Standardiser.fit(raw[tr])
+    standardiser = Standardiser.fit(raw[tr], shared=slice(0, layout.proj_dim))
     inputs = {"cascade": standardiser(raw)}
     inputs["pre"] = inputs["cascade"].copy()
     inputs["pre"][:, layout.confidence_slice] = 0.0

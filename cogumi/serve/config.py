@@ -85,7 +85,9 @@ class ServeConfig(Section):
     default_max_tokens: int = Field(256, ge=1)
     max_tokens_limit: int = Field(1024, ge=1, description="largest max_tokens a request may ask for")
     max_request_bytes: int = Field(1_000_000, ge=1024)
-    router_deployment: DeploymentSettings = Field(default_factory=lambda: DeploymentSettings(num_cpus=0.25))
+    router_deployment: DeploymentSettings = Field(
+        default_factory=lambda: DeploymentSettings(num_cpus=0.25, max_ongoing_requests=64),
+        description="the async ingress: light, so it takes many requests at once")
     base_deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
     modifier_deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
     chat_page: bool = Field(True, description="serve the chat page at /")

@@ -142,6 +142,8 @@ class ChatService:
             out.answer = await self._client(out.decision).generate(self._req(kind, messages, prompt, params,
                                                                              out.decision.modifier))
             out.timings[self._stage(out.decision)] = (time.perf_counter() - t1) * 1000
+            if out.decision.modifier:
+                out.timings["adapter_switch"] = float(out.answer.get("switch_ms") or 0.0)
         if base_answer is not None and out.decision.modifier is not None:
             out.answer["base_usage"] = base_answer["usage"]
         out.timings["total"] = (time.perf_counter() - t0) * 1000
@@ -184,8 +186,10 @@ class ChatService:
             decision = self.router.route(messages, None, self.modifier_names)
             timings["route"] = (time.perf_counter() - t) * 1000
             return Outcome(decision, timings, router=name), None
-        # top_logprobs >= 1: llama-cpp-python returns no logprobs at all for top_logprobs=None
-        base_params = SamplingParams(**{**vars(params), "logprobs": True, "top_logprobs": max(1, params.top_logprobs)})
+        # top_logprobs >= 1: llama-cpp-python returns no logprobs at all for top_logprobs=None;
+        # a router artifact may ask for more alternatives per token (its features use them)
+        top = max(1, params.top_logprobs, int(getattr(self.router, "top_logprobs", 1) or 1))
+        base_params = SamplingParams(**{**vars(params), "logprobs": True, "top_logprobs": top})
         t = time.perf_counter()
         req = self._req(kind, messages, prompt, base_params, None)
         req["chosen_logprobs"] = not params.logprobs  # the client did not ask for alternatives
@@ -243,6 +247,8 @@ async def _timed(events: AsyncIterator[dict[str, Any]], timings: dict[str, float
             if ev.get("done"):
                 timings[stage] = (time.perf_counter() - t) * 1000
                 timings["total"] = (time.perf_counter() - t0) * 1000
+                if ev.get("adapter"):
+                    timings["adapter_switch"] = float(ev.get("switch_ms") or 0.0)
             yield ev
     finally:  # the client went away: stop the model's generation too
         close = getattr(events, "aclose", None)

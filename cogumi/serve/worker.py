@@ -132,7 +132,8 @@ class ModelWorker:
         self._check_context(req)
         params = SamplingParams(**req["params"])
         fast = bool(req.get("chosen_logprobs")) and self._fast_logprobs_ok()
-        if fast:  # chosen-token logprobs from the kept logits, not llama-cpp-python's per-token sort
+        top_k = params.top_logprobs
+        if fast:  # logprobs from the kept logits in one pass, not llama-cpp-python's per-token full sort
             params.logprobs, params.top_logprobs = False, 0
         with self._lock:
             switch_s = self._activate(req.get("adapter"))
@@ -142,14 +143,14 @@ class ModelWorker:
             except ValueError as exc:  # bad sampling/logprob request caught by the backend
                 raise RequestError(str(exc), 400, "invalid_request_error") from None
             if fast:
-                gen.logprobs = self._chosen_logprobs(gen.usage.prompt_tokens)
+                gen.logprobs = self._chosen_logprobs(gen.usage.prompt_tokens, top_k)
         return _answer(gen, req.get("adapter"), switch_s)
 
     def _fast_logprobs_ok(self) -> bool:
         return self.backend.name == "llamacpp" and bool(getattr(self.backend, "logits_all", False))
 
-    def _chosen_logprobs(self, prompt_tokens: int) -> list[TokenLogprob]:
-        """Logprobs of the generated tokens from llama.cpp's kept logits (one vectorised pass).
+    def _chosen_logprobs(self, prompt_tokens: int, top_k: int = 0) -> list[TokenLogprob]:
+        """Logprobs of the generated tokens (and their ``top_k`` alternatives) from llama.cpp's kept logits.
 
         Row ``i`` of ``scores`` predicts token ``i + 1``; the last sampled token is never
         evaluated, so it is not in ``input_ids`` and gets no logprob.
@@ -163,9 +164,19 @@ class ModelWorker:
         ids = np.asarray(llm.input_ids[prompt_tokens:n])
         rows = np.asarray(llm.scores[prompt_tokens - 1:n - 1], dtype=np.float64)
         rows = rows - rows.max(axis=1, keepdims=True)
-        chosen = rows[np.arange(len(ids)), ids] - np.log(np.exp(rows).sum(axis=1))
-        return [TokenLogprob(llm.detokenize([int(i)]).decode("utf-8", "replace"), float(lp))
-                for i, lp in zip(ids, chosen)]
+        logp = rows - np.log(np.exp(rows).sum(axis=1, keepdims=True))
+        chosen = logp[np.arange(len(ids)), ids]
+        tops: list[dict[str, float]] = [{} for _ in ids]
+        if top_k > 0:
+            idx = np.argpartition(-logp, top_k - 1, axis=1)[:, :top_k]
+            for r, cols in enumerate(idx):
+                for c in sorted(cols, key=lambda c: -logp[r, c]):
+                    tops[r][self._piece(llm, int(c))] = float(logp[r, c])
+        return [TokenLogprob(self._piece(llm, int(i)), float(lp), top) for i, lp, top in zip(ids, chosen, tops)]
+
+    @staticmethod
+    def _piece(llm: Any, token: int) -> str:
+        return llm.detokenize([token]).decode("utf-8", "replace")
 
     def stream(self, req: dict[str, Any], stop: threading.Event | None = None) -> Iterator[dict[str, Any]]:
         """Yield ``{"text": piece}`` events, then one ``{"done": True, finish_reason, usage, ...}``.

@@ -82,7 +82,7 @@ class SFTJob:
     seed: int = 0
     init_adapter: str | None = None
     fault_marker: tuple[Any, str] | None = None  # (pyarrow filesystem, path) for fail_once_at_step
-    extra: dict[str, Any] = field(default_factory=dict)
+    callbacks: list[Any] = field(default_factory=list)  # extra TrainerCallbacks (benchmarks)
 
 
 def run_sft(job: SFTJob, reporter: Reporter, device: str = "cpu") -> dict[str, Any]:
@@ -139,6 +139,7 @@ def run_sft(job: SFTJob, reporter: Reporter, device: str = "cpu") -> dict[str, A
     callbacks: list[TrainerCallback] = [LossGuard(cfg.explosion, stop), early, probe]
     if cfg.fail_once_at_step and job.fault_marker:
         callbacks.append(FailOnce(cfg.fail_once_at_step, *job.fault_marker))
+    callbacks.extend(job.callbacks)
     trainer = SFTTrainer(
         model=model, args=args, processing_class=tokenizer, callbacks=callbacks,
         train_dataset=Dataset.from_list([to_prompt_completion(r) for r in job.train_rows]),

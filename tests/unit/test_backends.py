@@ -139,3 +139,19 @@ def test_bad_messages_are_rejected(embedded_llamacpp):
         embedded_llamacpp.chat([{"role": "robot", "content": "x"}])
     with pytest.raises(ValueError, match="at least one"):
         embedded_llamacpp.chat([])
+
+
+def test_llamacpp_logprobs_without_alternatives(embedded_llamacpp):
+    gen = embedded_llamacpp.chat(HELLO, SamplingParams(max_tokens=4, logprobs=True, top_logprobs=0))
+    assert gen.logprobs and len(gen.logprobs) == gen.usage.completion_tokens
+    assert all(t.top == {} and t.logprob <= 0 for t in gen.logprobs)
+
+
+def test_inference_package_imports_first_in_a_fresh_process():
+    """Serve replicas import the inference package before anything else."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", "import cogumi.models.inference as m; print(m.make_backend)"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr

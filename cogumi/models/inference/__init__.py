@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cogumi.config import ModelConfig
+from cogumi.config_base import ModelConfig
 from cogumi.errors import CogumiError, ModelLoadError
 from cogumi.models.inference.base import (
     Generation,

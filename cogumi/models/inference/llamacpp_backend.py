@@ -76,8 +76,8 @@ class LlamaCppBackend:
         kw = self._kwargs(params)
         if params.response_format:
             kw["response_format"] = _llama_response_format(params.response_format)
-        if params.logprobs:
-            kw.update(logprobs=True, top_logprobs=params.top_logprobs or None)
+        if params.logprobs:  # llama-cpp-python returns no logprobs at all when top_logprobs is 0/None
+            kw.update(logprobs=True, top_logprobs=max(1, params.top_logprobs))
         t0 = time.perf_counter()
         with self._lock:
             resp = self.llm.create_chat_completion(messages=messages, **kw)
@@ -86,7 +86,8 @@ class LlamaCppBackend:
         logprobs = None
         if params.logprobs and choice.get("logprobs"):
             logprobs = [TokenLogprob(t["token"], float(t["logprob"]),
-                                     {a["token"]: float(a["logprob"]) for a in t.get("top_logprobs") or []})
+                                     {a["token"]: float(a["logprob"])
+                                      for a in (t.get("top_logprobs") or [])[:params.top_logprobs]})
                         for t in choice["logprobs"].get("content") or []]
         return Generation(choice["message"].get("content") or "", choice.get("finish_reason") or "stop",
                           _usage(resp), self.model_name, self.name, latency, logprobs)

@@ -18,7 +18,7 @@ class ServedApp:
 
 
 @pytest.fixture(scope="module")
-def served(ray_local, code_lora):
+def served(ray_local, code_lora):  # noqa: F811 - the fixture imported above
     from ray import serve
 
     from cogumi.serve.config import ServeConfig

@@ -26,7 +26,7 @@ def test_500_streams_at_concurrency_32_without_errors(served, capsys):
             body = {"model": "cogumi/base" if i % 2 else "cogumi", "stream": True, "max_tokens": 4,
                     "temperature": 0, "messages": [{"role": "user", "content": f"Say a word about {i}."}]}
             t0, ttft, text = time.perf_counter(), None, ""
-            async with http.stream("POST", "/v1/chat/completions", json=body) as r:
+            async with http.stream("POST", "/chat/completions", json=body) as r:
                 r.raise_for_status()
                 async for line in r.aiter_lines():
                     if not line.startswith("data: ") or line == "data: [DONE]":

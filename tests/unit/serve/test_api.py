@@ -72,6 +72,7 @@ def test_escalation_skips_the_base_pass(client):
 def test_manual_override_by_model_and_header(client, api_server):
     forced = client.chat.completions.create(model="cogumi/code", messages=CODE_Q, max_tokens=6, temperature=0)
     assert forced.model_extra["cogumi"]["route"] == "code" and forced.model_extra["cogumi"]["reason"] == "override"
+    assert 0 <= forced.model_extra["cogumi"]["latency_ms"]["adapter_switch"] < 50
     r = httpx.post(api_server.url + "/v1/chat/completions", headers=AUTH | {"X-Cogumi-Route": "base"}, timeout=120,
                    json={"model": "cogumi/code", "messages": CODE_Q, "max_tokens": 6, "temperature": 0})
     assert r.status_code == 200 and r.headers["x-cogumi-route"] == "base"

@@ -42,13 +42,16 @@ def test_base_worker_rejects_modifiers(base_worker):
 
 
 def test_chosen_logprobs_match_llamacpp_logprobs(base_worker):
-    slow = base_worker.generate(gen_request("chat", greedy(10, logprobs=True, top_logprobs=1), ASK))
-    fast = base_worker.generate(gen_request("chat", greedy(10), ASK, chosen_logprobs=True))
+    slow = base_worker.generate(gen_request("chat", greedy(10, logprobs=True, top_logprobs=3), ASK))
+    fast = base_worker.generate(gen_request("chat", greedy(10, logprobs=True, top_logprobs=3), ASK,
+                                            chosen_logprobs=True))
     assert fast["text"] == slow["text"]
     assert len(fast["logprobs"]) >= len(slow["logprobs"]) - 1 > 0
     for f, s in zip(fast["logprobs"], slow["logprobs"]):
         assert f["token"] == s["token"]
         assert f["logprob"] == pytest.approx(s["logprob"], abs=1e-3)
+        assert list(f["top"]) == list(s["top"])  # the same 3 alternatives, best first
+        assert list(f["top"].values()) == pytest.approx(list(s["top"].values()), abs=1e-3)
 
 
 def test_context_length_is_checked_before_generating(base_worker):

@@ -63,6 +63,7 @@ def test_gradients_reach_early_layers_after_an_evaluation(tiny_llama_dir):
     assert grad is not None and grad.abs().sum() > 0
 
 
+@pytest.mark.slow
 def test_embedded_checkpoint_loads_in_nf4(embedded_hf_dir):
     """The materialised SmolLM2 carries a GGUF quantization_config; NF4 loading must replace it."""
     model = load_base(str(embedded_hf_dir), qlora=True, device="cpu", dtype=torch.float32)

@@ -1,0 +1,105 @@
+"""Phase 2 on the embedded SmolLM2-135M-Instruct: size and perplexity per step, Q5_K_M vs fp32 decode speed.
+
+Runs the whole compression pipeline (2:4 SparseGPT -> AWQ W4A16 -> GGUF f16 ->
+Q5_K_M/Q4_K_M -> zstd) on the embedded model materialised as HF, then measures
+decode tokens/s of llama.cpp on the Q5_K_M file against transformers fp32 on the
+input model, calls interleaved round by round so machine noise hits both alike.
+Prints JSON and a Markdown section for BENCHMARKS.md; checks the issue's goals:
+Q5_K_M <= 0.37x the f16 size, Q5_K_M perplexity <= +5 % vs the input.
+
+    python benchmarks/compress_smollm2.py [--run-root runs/bench] [--rounds 2] [--max-tokens 64] \
+        [--no-prune] [--set compress.key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+PROMPTS = ["Explain how a hash map works.", "Write a short story about a lighthouse keeper.",
+           "Describe the water cycle."]
+
+
+def decode_speed(q5_path: Path, hf_dir: Path, rounds: int, max_tokens: int, threads: int) -> dict:
+    """Median decode tokens/s of llama.cpp (Q5_K_M) and transformers fp32, interleaved."""
+    import torch
+
+    from cogumi.config import ModelConfig
+    from cogumi.models.inference import SamplingParams, make_backend
+
+    torch.set_num_threads(threads)
+    backends = {
+        "llamacpp_q5_k_m": make_backend(ModelConfig(backend="llamacpp", model=str(q5_path), n_threads=threads)),
+        "transformers_fp32": make_backend(ModelConfig(backend="transformers", model=str(hf_dir), device="cpu",
+                                                      dtype="float32")),
+    }
+    params = SamplingParams(max_tokens=max_tokens)
+    for b in backends.values():
+        b.chat([{"role": "user", "content": "Hi"}], SamplingParams(max_tokens=4))
+    speeds: dict[str, list[float]] = {k: [] for k in backends}
+    for _ in range(rounds):
+        for prompt in PROMPTS:
+            for name, b in backends.items():
+                speeds[name].append(b.chat([{"role": "user", "content": prompt}], params).tokens_per_s)
+    for b in backends.values():
+        b.close()
+    med = {k: round(statistics.median(v), 2) for k, v in speeds.items()}
+    return {"median_tokens_per_s": med, "calls_per_backend": len(PROMPTS) * rounds,
+            "ratio_q5_over_fp32": round(med["llamacpp_q5_k_m"] / med["transformers_fp32"], 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run-root", default="runs/bench")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-prune", action="store_true", help="skip 2:4 pruning (quantisation and GGUF only)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    args = ap.parse_args()
+
+    from cogumi.compress.pipeline import run_compress
+    from cogumi.config import load_config
+    from cogumi.models.embedded import materialise_hf
+
+    hf_dir = materialise_hf()
+    overrides = [f"run.root={args.run_root}", f"run.name={'smollm2-noprune' if args.no_prune else 'smollm2'}",
+                 f"compress.model={hf_dir}", "compress.quantize.group_size=64", "compress.quality.on_fail=warn",
+                 "compress.zstd.compare_without_dict=true", *args.overrides]
+    if args.no_prune:
+        overrides.append("compress.prune.enabled=false")
+    cfg = load_config(None, overrides)
+    t0 = time.perf_counter()
+    result = run_compress(cfg, use_ray=False)
+    pipeline_s = time.perf_counter() - t0
+    table = json.loads((Path(result["report"]).parent / "size_table.json").read_text())
+    rows = {r["artifact"]: r for r in table["rows"]}
+    f16, q5 = rows["model-f16.gguf"], rows["model-q5_k_m.gguf"]
+    q5_path = Path(result["run"]) / "compress.gguf" / "model-q5_k_m.gguf"
+    speed = decode_speed(q5_path, hf_dir, args.rounds, args.max_tokens, args.threads)
+    out = {
+        "benchmark": "Phase 2 compression of the embedded SmolLM2-135M-Instruct",
+        "machine": f"{platform.node()} {platform.machine()}, {args.threads} threads",
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "pipeline_s": round(pipeline_s, 1),
+        "rows": table["rows"],
+        "methods": table["methods"],
+        "q5_k_m_over_f16_size": round(q5["bytes"] / f16["bytes"], 4),
+        "q5_k_m_ppl_change_vs_input": q5.get("ppl_change"),
+        "q5_k_m_ppl_change_vs_f16": round(q5["ppl"] / f16["ppl"] - 1, 5),
+        "goals": {"q5_size_le_0.37x_f16": q5["bytes"] / f16["bytes"] <= 0.37,
+                  "q5_ppl_le_plus_5pct_vs_input": (q5.get("ppl_change") or 1.0) <= 0.05,
+                  "q5_ppl_le_plus_5pct_vs_f16": q5["ppl"] / f16["ppl"] - 1 <= 0.05},
+        "decode": speed,
+    }
+    print(json.dumps(out, indent=2))
+    print()
+    print(Path(result["report"]).read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The acceptance run on real language: embedded SmolLM2 -> prune -> AWQ -> GGUF f16 -> Q5_K_M -> zstd -> back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cogumi.compress.archive import file_sha256, unpack
+from cogumi.compress.pipeline import run_compress
+from cogumi.config import load_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_smollm2_full_chain_round_trips(ray_local, embedded_hf_dir, tmp_path):
+    cfg = load_config(None, [f"run.root={tmp_path}", "run.name=smol", f"compress.model={embedded_hf_dir}",
+                             "compress.quantize.group_size=64", "compress.gguf.types=[Q5_K_M]",
+                             "compress.calibration.num_samples=16", "compress.quality.max_tokens=1024",
+                             "compress.quality.on_fail=warn"])
+    result = run_compress(cfg)
+    steps = result["steps"]
+    assert steps["prune"]["nm_blocks_kept"] == 1.0
+    gguf = steps["gguf"]
+    assert gguf["round_trip"]["model-f16.gguf"]["passed"] and gguf["round_trip"]["model-q5_k_m.gguf"]["passed"]
+    assert gguf["round_trip"]["model-f16.gguf"]["mean_kl"] < 1e-3
+    assert all(rt["tokenizer_match"] for rt in gguf["round_trip"].values())
+
+    run = tmp_path / "smol"
+    restored = tmp_path / "restored.gguf"
+    unpack(run / "compress.zstd" / "model-q5_k_m.gguf.zstd.json", restored)
+    assert file_sha256(restored) == file_sha256(run / "compress.gguf" / "model-q5_k_m.gguf")
+
+    from cogumi.config import ModelConfig
+    from cogumi.models.inference import SamplingParams, make_backend
+
+    backend = make_backend(ModelConfig(backend="llamacpp", model=str(restored)))
+    try:
+        reply = backend.chat([{"role": "user", "content": "What is the capital of France?"}],
+                             SamplingParams(max_tokens=12))
+    finally:
+        backend.close()
+    assert reply.text.strip() and reply.usage.completion_tokens > 0
+
+    rows = json.loads((run / "compress.report" / "size_table.json").read_text())["rows"]
+    for row in rows[1:]:
+        assert row["gate"] == ("pass" if row["ppl_change"] <= 0.10 else "warn"), row
+    by_name = {r["artifact"]: r for r in rows}
+    assert by_name["model-q5_k_m.gguf"]["bytes"] < 0.5 * by_name["model-f16.gguf"]["bytes"]

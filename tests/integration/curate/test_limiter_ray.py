@@ -1,0 +1,38 @@
+"""The cluster-wide limiter: several Ray workers share one RPM budget."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cogumi.curate.limiter import RemoteLimiter, get_limiter
+
+pytestmark = pytest.mark.integration
+
+
+def test_rpm_is_enforced_across_workers(ray_local):
+    ray = ray_local
+    handle = get_limiter("cogumi-test-limiter")
+    ray.get(handle.configure.remote("svc", 600, 10**9))  # 10 requests a second for the whole cluster
+
+    @ray.remote(num_cpus=0.25)
+    def worker(h, n):
+        lim = RemoteLimiter(h)
+        sent = []
+        for _ in range(n):
+            lim.acquire("svc", 10)
+            sent.append(time.time())
+        return sent
+
+    per_worker = 12
+    sends = sorted(t for ts in ray.get([worker.remote(handle, per_worker) for _ in range(4)]) for t in ts)
+    assert len(sends) == 4 * per_worker
+    # the schedule itself is exact (unit tests); here times are taken by busy workers after they wake,
+    # so a late wake-up can bunch two sends: allow 2 over the cap in any one-second window
+    for i in range(len(sends)):
+        assert sum(1 for t in sends[i:] if t - sends[i] < 1.0) <= 12
+    rate = (len(sends) - 1) / (sends[-1] - sends[0])
+    assert 9.0 <= rate <= 10.5  # the whole cluster used at least 90 % of the cap and no more
+    assert get_limiter("cogumi-test-limiter") is not None  # found again by name
+    ray.kill(handle)
