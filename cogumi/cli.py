@@ -209,6 +209,8 @@ from cogumi.evaluate.commands import benchmark_cmd, compare_cmd, distill_cmd  # 
 app.command("benchmark")(benchmark_cmd)
 app.command("compare")(compare_cmd)
 app.command("distill")(distill_cmd)
+from cogumi.modifiers.commands import modifiers_cmd  # noqa: E402
+app.command("modifiers")(modifiers_cmd)
 # (end of phase commands)
 
 

@@ -102,7 +102,7 @@ def load_for_eval(model_dir: Path, device: str = "cpu") -> Any:
     if is_compressed_tensors(model_dir):
         from transformers import CompressedTensorsConfig
 
-        kwargs["quantization_config"] = CompressedTensorsConfig(run_compressed=False)
+        kwargs["quantization_config"] = CompressedTensorsConfig(dequantize=True)
     model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
     return model.to(device).eval()
 

@@ -16,7 +16,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from ray.data import Datasource, ReadTask
+from ray.data.block import BlockMetadata
 
 from cogumi.artifacts import resolve_filesystem
 from cogumi.curate.config import CurateConfig
@@ -78,49 +81,51 @@ def _read_row_group(fs, path: str, group: int, first_row: int, fmt: str, source:
         yield to_table(rows[i:i + _ROWS_PER_BLOCK])
 
 
-class PromptFileDatasource:
-    """Factory of a Ray Datasource over one JSONL or Parquet prompt file (built lazily: Ray import)."""
+class PromptFileDatasource(Datasource):
+    """Ray Datasource over one JSONL or Parquet prompt file, emitting pipeline rows.
 
-    def __new__(cls, uri: str, fmt: str, source: str):
-        from ray.data import Datasource, ReadTask
-        from ray.data.block import BlockMetadata
+    Args:
+        uri: local path or pyarrow filesystem URI.
+        fmt: field mapping name or ``auto``.
+        source: source name recorded on the rows.
+    """
 
-        fs, path = resolve_filesystem(uri)
-        info = fs.get_file_info(path)
-        if info.size is None:
+    def __init__(self, uri: str, fmt: str, source: str):
+        self.uri, self.fmt, self.source = uri, fmt, source
+        self.fs, self.path = resolve_filesystem(uri)
+        info = self.fs.get_file_info(self.path)
+        if info.type != pafs.FileType.File:
             raise CogumiError(f"prompt file {uri} does not exist", "curate.prompts",
                               "pass an existing .jsonl or .parquet file, 'embedded' or 'hf:NAME'")
-        stem = posixpath.splitext(posixpath.basename(path))[0]
-        is_parquet = path.endswith((".parquet", ".pq"))
+        self.size = int(info.size or 0)
+        self.stem = posixpath.splitext(posixpath.basename(self.path))[0]
 
-        class _Source(Datasource):
-            def estimate_inmemory_data_size(self) -> int:
-                return int(info.size * 2)
+    def estimate_inmemory_data_size(self) -> int:
+        return self.size * 2
 
-            def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
-                               data_context: Any = None) -> list:
-                tasks = []
-                if is_parquet:
-                    with fs.open_input_file(path) as f:
-                        meta = pq.ParquetFile(f).metadata
-                    first = 0
-                    for g in range(meta.num_row_groups):
-                        n = meta.row_group(g).num_rows
-                        tasks.append(ReadTask(
-                            lambda g=g, first=first: _read_row_group(fs, path, g, first, fmt, source, stem),
-                            BlockMetadata(num_rows=n, size_bytes=None, exec_stats=None, input_files=(uri,)),
-                            schema=ROW_SCHEMA, per_task_row_limit=per_task_row_limit))
-                        first += n
-                    return tasks
-                target = max(1 << 16, min(_SPLIT_BYTES, info.size // max(parallelism, 1) + 1))
-                for start, end, line in _line_splits(fs, path, target):
-                    tasks.append(ReadTask(
-                        lambda s=start, e=end, ln=line: _read_range(fs, path, s, e, ln, fmt, source, stem),
-                        BlockMetadata(num_rows=None, size_bytes=end - start, exec_stats=None, input_files=(uri,)),
-                        schema=ROW_SCHEMA, per_task_row_limit=per_task_row_limit))
-                return tasks
-
-        return _Source()
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
+                       data_context: Any = None) -> list[ReadTask]:
+        fs, path, fmt, source, stem = self.fs, self.path, self.fmt, self.source, self.stem
+        tasks = []
+        if path.endswith((".parquet", ".pq")):
+            with fs.open_input_file(path) as f:
+                meta = pq.ParquetFile(f).metadata
+            first = 0
+            for g in range(meta.num_row_groups):
+                n = meta.row_group(g).num_rows
+                tasks.append(ReadTask(
+                    lambda g=g, first=first: _read_row_group(fs, path, g, first, fmt, source, stem),
+                    BlockMetadata(num_rows=n, size_bytes=None, exec_stats=None, input_files=(self.uri,)),
+                    schema=ROW_SCHEMA, per_task_row_limit=per_task_row_limit))
+                first += n
+            return tasks
+        target = max(1 << 16, min(_SPLIT_BYTES, self.size // max(parallelism, 1) + 1))
+        for start, end, line in _line_splits(fs, path, target):
+            tasks.append(ReadTask(
+                lambda s=start, e=end, ln=line: _read_range(fs, path, s, e, ln, fmt, source, stem),
+                BlockMetadata(num_rows=None, size_bytes=end - start, exec_stats=None, input_files=(self.uri,)),
+                schema=ROW_SCHEMA, per_task_row_limit=per_task_row_limit))
+        return tasks
 
 
 def _map_hf(batch: pa.Table, name: str, split: str, fmt: str) -> pa.Table:

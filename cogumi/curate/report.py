@@ -53,7 +53,8 @@ class CurationStats:
             if status != OK:
                 self.by_reason[(status, _reason_kind(r))] += 1
                 if status == ERROR and len(self.errors) < 20:
-                    self.errors.append(f"{r.get('location')}: {r.get('reason')}")
+                    reason, where = r.get("reason") or "", r.get("location") or r.get("id")
+                    self.errors.append(reason if reason.startswith(str(where)) else f"{where}: {reason}")
             if r.get("completion_tokens") is not None:
                 self._bill(r.get("teacher") or "?", r.get("prompt_tokens"), r.get("completion_tokens"),
                            r.get("cost_usd"), r.get("cached"))

@@ -8,6 +8,7 @@ actor each (``router.extract``) — or runs them in this process when ``use_ray`
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -28,14 +29,16 @@ class BaseAnswerer:
         model_json: the base :class:`ModelConfig` as JSON (llama.cpp needs ``logits_all``; it is forced on).
         max_tokens: answer length.
         top_logprobs: alternatives per token (entropy feature); at least 1 is requested.
+        threads: llama.cpp threads when the model config sets none (the CPUs Ray reserved:
+            more threads than reserved cores spin against each other, 10x slower measured here).
     """
 
-    def __init__(self, model_json: str, max_tokens: int, top_logprobs: int):
+    def __init__(self, model_json: str, max_tokens: int, top_logprobs: int, threads: int | None = None):
         from cogumi.models.inference import make_backend
 
         cfg = ModelConfig.model_validate_json(model_json)
-        if cfg.backend == "llamacpp" and not cfg.logits_all:
-            cfg = cfg.model_copy(update={"logits_all": True})
+        if cfg.backend == "llamacpp":
+            cfg = cfg.model_copy(update={"logits_all": True, "n_threads": cfg.n_threads or threads})
         self.backend = make_backend(cfg)
         self.max_tokens, self.top_logprobs = max_tokens, max(1, top_logprobs)
 
@@ -103,7 +106,8 @@ def extract(rows: list[dict[str, Any]], texts: list[str], base: ModelConfig | No
         ds = ray.data.from_items([{**r, "_row": i} for i, r in enumerate(rows)])
         ds = ds.map_batches(BaseAnswerer, fn_constructor_kwargs={"model_json": base.model_dump_json(),
                                                                  "max_tokens": max_tokens,
-                                                                 "top_logprobs": top_logprobs},
+                                                                 "top_logprobs": top_logprobs,
+                                                                 "threads": max(1, math.ceil(settings.base_num_cpus))},
                             batch_size=settings.batch_size, compute=ray.data.ActorPoolStrategy(size=1),
                             num_cpus=settings.base_num_cpus,
                             **({"num_gpus": settings.base_num_gpus} if settings.base_num_gpus else {}))

@@ -20,10 +20,10 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def write_config(tmp_path: Path, server, prompts: Path, **over: Any) -> Path:
     """A YAML config whose teacher and judge are the local server; returns its path."""
-    model = {"backend": "openai", "base_url": server.base_url, "model": "local-teacher", "timeout_s": 4.5}
+    model = {"backend": "openai", "base_url": server.base_url, "model": "local-teacher", "timeout_s": 300.0}
     raw = {
         "run": {"name": "t", "root": str(tmp_path / "runs")},
-        "judge": model | {"timeout_s": 120.0},
+        "judge": model,
         "curate": {
             "prompts": str(prompts),
             "teachers": [{"name": "local", "model": model, "rpm": 6000, "tpm": 10_000_000,
@@ -75,9 +75,15 @@ def warm(server) -> None:
 
 @pytest.fixture
 def server(fresh_openai_server):
-    """The shared local OpenAI server, warmed up, no faults queued, empty request log."""
+    """The shared local OpenAI server, warmed up, no faults queued, empty request log.
+
+    Afterwards it waits until the server has answered every request (abandoned ones too), so the
+    session never closes the model under a running generation.
+    """
     warm(fresh_openai_server)
-    return fresh_openai_server
+    yield fresh_openai_server
+    fresh_openai_server.faults.clear()
+    drain(fresh_openai_server)
 
 
 @pytest.fixture

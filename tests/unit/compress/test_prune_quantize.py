@@ -51,18 +51,39 @@ def test_unstructured_pruning_takes_the_per_group_split(tiny_llama_dir, dataset,
     assert stats["mlp_sparsity"] == pytest.approx(0.6, abs=0.02) and stats["nm_blocks_kept"] is None
 
 
-def test_awq_runs_on_cpu_keeps_the_2_4_zeros_and_loads_back(pruned, dataset, tmp_path):
-    src, _ = pruned
-    info = quantize_model(src, tmp_path / "w4", QuantizeConfig(group_size=32), dataset, CALIB)
+@pytest.fixture(scope="module")
+def awq(pruned, dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("awq") / "w4"
+    return out, quantize_model(pruned[0], out, QuantizeConfig(group_size=32), dataset, CALIB)
+
+
+def test_awq_runs_on_cpu_keeps_the_2_4_zeros_and_loads_back(awq):
+    out, info = awq
+    if info["method_note"].endswith("on the accelerator)"):
+        pytest.skip("this machine has an accelerator")
     assert info["method"] == "awq" and "pinning skipped" in info["method_note"] and not info["symmetric"]
-    qcfg = json.loads((tmp_path / "w4" / "config.json").read_text())["quantization_config"]
+    qcfg = json.loads((out / "config.json").read_text())["quantization_config"]
     assert qcfg["quant_method"] == "compressed-tensors" and qcfg["format"] == "pack-quantized"
     weights = qcfg["config_groups"]["group_0"]["weights"]
     assert (weights["num_bits"], weights["group_size"], weights["symmetric"]) == (4, 32, False)
-    model = load_for_eval(tmp_path / "w4")
+    model = load_for_eval(out)
     assert sparsity_stats(model, (2, 4))["nm_blocks_kept"] == 1.0  # zero is exact on the asymmetric grid
     ids = torch.tensor([[1, 2, 3, 4]])
     assert torch.isfinite(model(ids).logits).all()
+
+
+def test_gguf_from_the_dequantised_w4a16_model(awq, tiny_hf, tmp_path):
+    """gguf.source=quantized: the dense dequantised W4A16 weights export and run in llama.cpp."""
+    from cogumi.compress.checkpoint import dequantize_checkpoint
+    from cogumi.compress.gguf_check import compare_with_hf
+    from cogumi.compress.gguf_export import export_gguf
+
+    dense = dequantize_checkpoint(awq[0], tmp_path / "dense")
+    assert not is_compressed_tensors(dense)
+    out = export_gguf(dense, tmp_path / "w4.gguf")
+    rt = compare_with_hf(out.path, load_for_eval(awq[0]), tiny_hf[1], ["Hello there, how are you today?"], 4,
+                         1e-3, 0.95)
+    assert rt.passed and rt.mean_kl < 1e-4
 
 
 def test_llmcompressor_awq_needs_the_cpu_guard(pruned, dataset, tmp_path, monkeypatch):

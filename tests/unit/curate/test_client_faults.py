@@ -40,9 +40,11 @@ def endpoint(server, tmp_path, attempts=10, limiter=None):
 
 @pytest.fixture
 def server(fresh_openai_server):
-    """The shared server, warmed up (its first answer is slow) with an empty request log."""
+    """The shared server, warmed up (its first answer is slow) with an empty request log; drained after."""
     warm(fresh_openai_server)
-    return fresh_openai_server
+    yield fresh_openai_server
+    fresh_openai_server.faults.clear()
+    drain(fresh_openai_server)
 
 
 def warm(server) -> None:
