@@ -189,7 +189,8 @@ def run_compress(cfg: CogumiConfig, *, force: bool = False, use_ray: bool = True
         use_ray: dispatch steps as Ray tasks (joins RAY_ADDRESS or starts a local Ray).
 
     Returns:
-        ``{"run": run path, "steps": {step: metrics}, "report": Markdown path}``.
+        ``{"run": run path, "steps": {step: metrics}, "skipped": every step was reused,
+        "report": Markdown path}`` (the shape :mod:`cogumi.pipeline.runner` expects).
 
     Raises:
         CogumiError: a step failed (bad input, quality gate, round trip); earlier steps stay finished.
@@ -203,7 +204,7 @@ def run_compress(cfg: CogumiConfig, *, force: bool = False, use_ray: bool = True
         args = (step, cfg, str(model_dir), model_digest, force, root)
         results[step] = _on_ray(cfg, step, args) if use_ray else execute_step(*args)
     run = RunDir.open(root, cfg.run.name)
-    return {"run": run.path, "steps": results,
+    return {"run": run.path, "steps": results, "skipped": all(r.get("skipped") for r in results.values()),
             "report": run.stage(steps.stage_name("report")).file("size_table.md")}
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from cogumi.config_base import ModelConfig
 from cogumi.errors import ModelLoadError

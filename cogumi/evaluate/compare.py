@@ -178,7 +178,7 @@ def run_compare(cfg: CogumiConfig, rec: StageRecorder, run: RunDir, rows: list[d
                "cost": cost, "baseline": baseline_label, "deltas": deltas,
                "reference_cache": {"answered_now": len(fresh), "new_calls": ref_calls,
                                    "reused": sum(1 for i in items if not i.get("reference_error")) - len(fresh)}}
-    _write(rec, items, results, summary, decision, cost, label, baseline, baseline_label)
+    _write(rec, items, results, summary, decision, cost, label, baseline, baseline_label, cc.margin)
     o = summary["overall"]
     rec.metrics.update(score=o["score"], wins=o["win"], losses=o["loss"], ties=o["tie"], errors=o["error"],
                        judged=o["judged"], reference_calls=ref_calls, judge_calls=usage["judge"]["calls"],
@@ -208,7 +208,7 @@ ITEM_KEYS = ("id", "category", "prompt", "answer", "local_answer", "reference_an
 
 def _write(rec: StageRecorder, items: list[dict[str, Any]], results: dict[str, Any], summary: dict[str, Any],
            decision: dict[str, Any], cost: dict[str, Any], label: str, baseline: dict[str, Any] | None,
-           baseline_label: str | None) -> None:
+           baseline_label: str | None, margin: float) -> None:
     slim = [{k: i.get(k) for k in ITEM_KEYS if i.get(k) is not None} for i in items]
     rec.write_json("results.json", results)
     rec.write_text("items.jsonl", to_jsonl(slim))
@@ -219,7 +219,8 @@ def _write(rec: StageRecorder, items: list[dict[str, Any]], results: dict[str, A
     rec.write_text("failures.jsonl", to_jsonl([r for recs in failures.values() for r in recs]))
     for cat, records in failures.items():
         rec.write_text(f"failures/{cat}_failures_from_benchmark.jsonl", to_jsonl(records))
-    rec.write_text("report.md", scoring.render_markdown(summary, decision, cost, label, baseline, baseline_label))
+    rec.write_text("report.md", scoring.render_markdown(summary, decision, cost, label, baseline, baseline_label,
+                                                        margin))
 
 
 def compare_stage(cfg: CogumiConfig, label: str = "compare", baseline: str | None = None,

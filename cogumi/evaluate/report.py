@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from cogumi.evaluate.harness import primary_metric
 
 LOWER_IS_BETTER = ("perplexity", "nll_per_token")
 

@@ -116,7 +116,8 @@ def _pct(x: float | None) -> str:
 
 
 def render_markdown(summary: dict[str, Any], decision_: dict[str, Any], cost: dict[str, Any], label: str,
-                    baseline: dict[str, Any] | None = None, baseline_label: str | None = None) -> str:
+                    baseline: dict[str, Any] | None = None, baseline_label: str | None = None,
+                    margin: float = 0.5) -> str:
     """The comparison report: per-category table, decision, cost, and deltas against a baseline run."""
     base_cats = (baseline or {}).get("categories", {})
     head = "| category | wins | losses | ties | errors | score |" + (" baseline | delta |" if baseline else "")
@@ -131,8 +132,8 @@ def render_markdown(summary: dict[str, Any], decision_: dict[str, Any], cost: di
             delta = f"{t['score'] - bs:+.1f}" if t["score"] is not None and bs is not None else "-"
             line += f" {_pct(bs)} | {delta} |"
         lines.append(line)
-    lines += ["", f"Score = (wins + 0.5 x ties) / judged x 100; win/loss needs a margin over 0.5 points "
-              f"(average of correctness, completeness, clarity, conciseness, 1-10).", "",
+    lines += ["", f"Score = (wins + 0.5 x ties) / judged x 100; win/loss needs a margin over {margin:g} points "
+              "(average of correctness, completeness, clarity, conciseness, 1-10).", "",
               f"**Decision:** {decision_['text']}", ""]
     if summary.get("first_position_bonus") is not None:
         lines.append(f"Position bias: the answer shown first scored {summary['first_position_bonus']:+.2f} points "

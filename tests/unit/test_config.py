@@ -108,3 +108,19 @@ def test_section_hash_is_stable_and_sensitive():
     assert a.section_hash("train") == b.section_hash("train")
     assert a.section_hash("train") != c.section_hash("train")
     assert a.section_hash("curate") == c.section_hash("curate")
+
+
+def test_kuberay_manifests_point_at_real_code():
+    import importlib
+
+    import yaml
+
+    root = CONFIG_DIR.parent
+    job = yaml.safe_load((CONFIG_DIR / "kuberay" / "rayjob.yaml").read_text())
+    script, _, rest = job["spec"]["entrypoint"].removeprefix("python ").partition(" --config ")
+    assert (root / script).is_file() and (root / rest.split()[0]).is_file()
+    svc = yaml.safe_load((CONFIG_DIR / "kuberay" / "rayservice.yaml").read_text())
+    app = yaml.safe_load(svc["spec"]["serveConfigV2"])["applications"][0]
+    module, _, attr = app["import_path"].partition(":")
+    assert hasattr(importlib.import_module(module), attr)
+    assert (root / app["args"]["config"]).is_file()

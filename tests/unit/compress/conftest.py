@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import cogumi.config  # noqa: F401  (load the config tree before the inference package)
-
 
 @pytest.fixture(scope="session")
 def tiny_f16_gguf(tiny_llama_dir, tmp_path_factory):
