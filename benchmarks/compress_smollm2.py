@@ -8,7 +8,7 @@ Prints JSON and a Markdown section for BENCHMARKS.md; checks the issue's goals:
 Q5_K_M <= 0.37x the f16 size, Q5_K_M perplexity <= +5 % vs the input.
 
     python benchmarks/compress_smollm2.py [--run-root runs/bench] [--rounds 2] [--max-tokens 64] \
-        [--no-prune] [--set compress.key=value ...]
+        [--no-prune] [--no-quantize] [--set compress.key=value ...]
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--no-prune", action="store_true", help="skip 2:4 pruning (quantisation and GGUF only)")
+    ap.add_argument("--no-prune", action="store_true", help="skip 2:4 pruning")
+    ap.add_argument("--no-quantize", action="store_true", help="skip AWQ W4A16 (GGUF from the input)")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     args = ap.parse_args()
 
@@ -67,11 +68,14 @@ def main() -> None:
     from cogumi.models.embedded import materialise_hf
 
     hf_dir = materialise_hf()
-    overrides = [f"run.root={args.run_root}", f"run.name={'smollm2-noprune' if args.no_prune else 'smollm2'}",
+    name = "smollm2" + ("-noprune" if args.no_prune else "") + ("-noquant" if args.no_quantize else "")
+    overrides = [f"run.root={args.run_root}", f"run.name={name}",
                  f"compress.model={hf_dir}", "compress.quantize.group_size=64", "compress.quality.on_fail=warn",
                  "compress.zstd.compare_without_dict=true", *args.overrides]
     if args.no_prune:
         overrides.append("compress.prune.enabled=false")
+    if args.no_quantize:
+        overrides.append("compress.quantize.enabled=false")
     cfg = load_config(None, overrides)
     t0 = time.perf_counter()
     result = run_compress(cfg, use_ray=False)

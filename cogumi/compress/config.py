@@ -100,6 +100,8 @@ class QuantizeConfig(Section):
     ignore: list[str] = Field(default_factory=lambda: ["lm_head"])
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_awq: Literal["run", "gptq"] = "run"
+    awq_grid: int = Field(20, ge=2, description="AWQ scale grid points per layer (llmcompressor n_grid); "
+                                                "fewer = faster on CPU, coarser scales")
 
 
 class GgufConfig(Section):

@@ -98,7 +98,7 @@ def w4a16_recipe(cfg: QuantizeConfig, method: str) -> list[Any]:
     from llmcompressor.modifiers.quantization import QuantizationModifier
     from llmcompressor.modifiers.transform.awq import AWQModifier
 
-    return [AWQModifier(), QuantizationModifier(config_groups={"group_0": scheme}, ignore=list(cfg.ignore))]
+    return [AWQModifier(n_grid=cfg.awq_grid), QuantizationModifier(config_groups={"group_0": scheme}, ignore=list(cfg.ignore))]
 
 
 def quantize_model(src: Path, out: Path, cfg: QuantizeConfig, dataset: Any,

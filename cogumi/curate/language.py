@@ -1,12 +1,12 @@
 """Language identification for the English-only filter, with py3langid.
 
 Chosen after ``benchmarks/curate_langid.py`` compared the detectors whose model
-ships inside their package: py3langid (a maintained langid.py: naive Bayes over
-byte n-grams, 4.5 MB, numpy), langdetect (the spec's choice: a Java port, random
-unless seeded, about 4x slower) and lingua (most accurate on very short text, but
-a 96 MB install and seconds to load). On instruction/response text, which is
-rarely shorter than a sentence, py3langid was as accurate as the others, was the
-fastest, and is deterministic. Code blocks, inline code and URLs are removed
+ships inside their package on 328 English prompts/answers and 60 instructions in
+12 other languages: py3langid (a maintained langid.py: naive Bayes over byte
+n-grams, 4.5 MB, numpy) kept 328/328 English and dropped 60/60 others at about
+4,000 texts/s; langdetect (the spec's choice: random unless seeded) 324/328 and
+60/60 at about 100 texts/s; lingua 326/328 and 60/60 at a few texts/s with a
+96 MB install. py3langid was as accurate, by far the fastest, and deterministic. Code blocks, inline code and URLs are removed
 before detection so that code answers are judged by their prose.
 """
 

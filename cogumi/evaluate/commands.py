@@ -97,7 +97,8 @@ def distill_cmd(config: ConfigOpt = None, set_: SetOpt = None, force: ForceOpt =
         err_console.print(f"distill is up to date in {out['stage']} (use --force to rerun)")
     for cat, s in summary["stats"].items():
         agree = "-" if s["mean_agreement"] is None else f"{s['mean_agreement']:.2f}"
-        acc = "" if s["accuracy"] is None else f", {s['correct']}/{s['checked_against_ground_truth']} match ground truth"
+        checked = s["checked_against_ground_truth"]
+        acc = "" if s["accuracy"] is None else f", {s['correct']}/{checked} match ground truth"
         console.print(f"{cat:12s} {s['strategy']:8s} kept {s['kept_prompts']}/{s['prompts']} prompts -> "
                       f"{s['examples']} examples, mean agreement {agree}{acc}, errors {s['errors']}", highlight=False)
     console.print(f"training data: {out['stage']}/distilled.jsonl ({summary['examples']} examples)", highlight=False)

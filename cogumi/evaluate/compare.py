@@ -106,7 +106,8 @@ def reference_answers(cfg: CogumiConfig, run: RunDir,
                                                                  "reference_latency_s")}}
             rec.write_text("answers.jsonl", to_jsonl(list(cache.values())))
             rec.metrics.update(cached_answers=len(cache), new_calls=calls)
-            rec.method["reference"] = f"{model.backend}:{model.model} ({rayrun.method(rcfg, model.backend != 'openai')})"
+            where = rayrun.method(rcfg, model.backend != "openai")
+            rec.method["reference"] = f"{model.backend}:{model.model} ({where})"
         errors = {a["id"]: a["reference_error"] for a in answered if a.get("reference_error")}
     else:
         errors = {}
@@ -174,7 +175,8 @@ def run_compare(cfg: CogumiConfig, rec: StageRecorder, run: RunDir, rows: list[d
                if t["score"] is not None and baseline["categories"].get(c, {}).get("score") is not None}
               if baseline else {})
     results = {"label": label, "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "summary": summary, "decision": decision, "weak_categories": scoring.weak_categories(summary, cc.skip_1c_at),
+               "summary": summary, "decision": decision,
+               "weak_categories": scoring.weak_categories(summary, cc.skip_1c_at),
                "cost": cost, "baseline": baseline_label, "deltas": deltas,
                "reference_cache": {"answered_now": len(fresh), "new_calls": ref_calls,
                                    "reused": sum(1 for i in items if not i.get("reference_error")) - len(fresh)}}
@@ -185,7 +187,8 @@ def run_compare(cfg: CogumiConfig, rec: StageRecorder, run: RunDir, rows: list[d
                        local_calls=usage["local"]["calls"], cost_usd=cost["total_usd"],
                        phase_1c=decision["phase_1c"], decision=decision["text"],
                        failures=sum(1 for i in items if i["outcome"] in ("loss", "tie")))
-    rec.method.update(local=f"{cfg.student.backend}:{cfg.student.model} ({rayrun.method(rcfg, cfg.student.backend != 'openai')})",
+    local_where = rayrun.method(rcfg, cfg.student.backend != "openai")
+    rec.method.update(local=f"{cfg.student.backend}:{cfg.student.model} ({local_where})",
                       reference=f"{reference_model.backend}:{reference_model.model} (cached in {REFERENCE_STAGE})",
                       judge=f"{judge_model.backend}:{judge_model.model} "
                             f"({'two passes, positions swapped' if cc.swap_positions else 'one pass, local first'}; "
@@ -232,9 +235,9 @@ def compare_stage(cfg: CogumiConfig, label: str = "compare", baseline: str | Non
     """
     import re
 
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", label) or label == REFERENCE_STAGE:
+    if not re.fullmatch(r"compare(-[A-Za-z0-9_.-]+)?", label) or label == REFERENCE_STAGE:
         raise CogumiError(f"'{label}' cannot name a comparison stage", "--label",
-                          f"use letters, digits, '.', '_' or '-' (and not '{REFERENCE_STAGE}')")
+                          f"use 'compare' or 'compare-<name>' (e.g. compare-1b1), not '{REFERENCE_STAGE}'")
     cc = cfg.evaluate.compare
     rows = select(load_prompts(cc.prompts), cc.categories, cc.samples_per_category)
     run = RunDir.open(cfg.run.root, cfg.run.name)

@@ -95,7 +95,8 @@ class Price(Section):
 class CompareConfig(Section):
     """Phase 1B: answers from the student and a reference model, a blind judge, the decision."""
 
-    prompts: str = Field("bundled", description="'bundled', a JSONL/JSON/Parquet path, 'humaneval' or 'hf:NAME[:split]'")
+    prompts: str = Field("bundled",
+                         description="'bundled', a JSONL/JSON/Parquet path, 'humaneval' or 'hf:NAME[:split]'")
     categories: list[str] = Field(default_factory=lambda: list(CATEGORIES))
     samples_per_category: int = Field(50, ge=1, description="prompts per category (spec: 50-200)")
     reference: ModelConfig | None = Field(None, description="reference model; None = the root 'judge' model")

@@ -71,7 +71,8 @@ def render_markdown(stats: dict[str, Any], total: int, cfg: CogumiConfig) -> str
     lines = ["# Phase 1C self-consistency distillation", "",
              f"Model: `{cfg.student.model}` ({cfg.student.backend}); {dc.n_samples} samples per prompt for vote/"
              f"diverse categories; agreement threshold {dc.min_agreement:.0%}.", "",
-             "| category | strategy | prompts | kept prompts | examples | mean agreement | checked | correct | errors |",
+             "| category | strategy | prompts | kept prompts | examples | mean agreement | checked | correct "
+             "| errors |",
              "|---|---|---|---|---|---|---|---|---|"]
     for cat, s in stats.items():
         agree = "-" if s["mean_agreement"] is None else f"{s['mean_agreement']:.2f}"

@@ -102,7 +102,8 @@ def perplexity(model_cfg: ModelConfig, pcfg: PerplexityConfig) -> dict[str, Any]
     nll, count = sliding_window_nll(model, ids, pcfg.max_length, min(pcfg.stride, pcfg.max_length))
     how = f"HF sliding window on {device}" + (" (GGUF dequantised to HF)" if src.kind == "gguf" else "")
     return {"perplexity": math.exp(nll / count), "nll_per_token": nll / count, "tokens": count,
-            "window": pcfg.max_length, "stride": pcfg.stride, "method": how + (" + adapter" if model_cfg.adapter else "")}
+            "window": pcfg.max_length, "stride": pcfg.stride,
+            "method": how + (" + adapter" if model_cfg.adapter else "")}
 
 
 def read_prompts(path: str | None) -> list[str]:

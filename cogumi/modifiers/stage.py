@@ -148,7 +148,7 @@ def run_modifiers_stage(cfg: CogumiConfig, rec: StageRecorder, run: RunDir) -> d
             f"{rec.stage.path}")
 
     # 4. adapters per domain (Ray Train) + GGUF export + validation against the base
-    model_location = hf_checkpoint(base)
+    model_location: str | None = None
     adapters: dict[str, dict[str, Any]] = {}
     validation: dict[str, Any] = {}
     routing: list[dict[str, Any]] = []
@@ -160,6 +160,7 @@ def run_modifiers_stage(cfg: CogumiConfig, rec: StageRecorder, run: RunDir) -> d
                             f"{mc.adapter.min_examples} — no adapter trained")
         if not per_domain_fail[d] or len(examples) < mc.adapter.min_examples:
             continue
+        model_location = model_location or hf_checkpoint(base)
         adapters[d] = _train_export(cfg, rec, run, d, ds, examples, model_location, degraded)
         domain_rows = [r for r in mined if r["domain"] == d]
         mod_model = _with_adapter(base, adapters[d])
@@ -242,6 +243,7 @@ def _train_export(cfg: CogumiConfig, rec: StageRecorder, run: RunDir, domain: st
         out["gguf_local"] = str(peft_dir / "adapter.gguf")
     else:
         degraded.append(f"{domain}: GGUF LoRA export off (modifiers.adapter.export_gguf=false)")
+    run.fs.create_dir(rec.path(f"adapters/{domain}"), recursive=True)
     pafs.copy_files(str(peft_dir), rec.path(f"adapters/{domain}"), source_filesystem=pafs.LocalFileSystem(),
                     destination_filesystem=run.fs)
     return out

@@ -6,6 +6,7 @@ is loaded with ``HF_HUB_OFFLINE=1``. A missing model is a :class:`EmbeddingModel
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import os
@@ -16,6 +17,8 @@ import numpy as np
 
 from cogumi.errors import CogumiError
 from cogumi.route.config import PACKAGED_EMBEDDER, EmbeddingSettings
+
+SMALL_BATCH = 8
 
 
 class EmbeddingModelError(CogumiError):
@@ -88,7 +91,10 @@ class Embedder:
         """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
+        from cogumi.route.threads import one_thread
+
+        small = len(texts) <= SMALL_BATCH  # a request's one or two sentences: one thread is faster
+        with self._lock, (one_thread() if small else contextlib.nullcontext()):
             out = self.model.encode([t or "" for t in texts], batch_size=self.settings.batch_size,
                                     normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True)
         return np.asarray(out, dtype=np.float32)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,18 +10,7 @@ from torch import nn
 
 from cogumi.route.config import MLPSettings
 from cogumi.route.data import require_trainable
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one thread: a 13K-parameter network gains nothing from more, and on a
-    busy machine intra-op threads spin (measured here: 2.7 s vs 74 s for the same training)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from cogumi.route.threads import one_thread
 
 
 class RouterMLP(nn.Module):

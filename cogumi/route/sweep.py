@@ -57,7 +57,7 @@ def recommend(table: list[dict[str, float]], tolerance: float) -> float:
 def sweep_markdown(tables: dict[str, list[dict[str, float]]], quality_source: str, split: str,
                    marks: dict[str, float]) -> str:
     """A Markdown table per mode (``*`` marks the operating threshold, ``r`` the recommended one)."""
-    lines = [f"# Router threshold sweep ({split} split)", "",
+    lines = [f"# Router threshold sweep ({split})", "",
              f"Quality: {quality_source}. A prompt uses its modifier when confidence < threshold.",
              f"Operating threshold: {marks.get('operating')}; recommended (validation): {marks.get('recommended')}.",
              ""]

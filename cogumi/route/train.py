@@ -97,7 +97,7 @@ def fit_router(rows: list[dict[str, Any]], emb: np.ndarray, escalation: tuple[Es
         use = (1 - p_te) < operating
         metrics[mode]["operating_accuracy"] = float((use.astype(int) == y[te]).mean())
         metrics[mode]["operating_modifier_share"] = float(use.mean())
-    files["sweep.md"] = sweep_markdown(sweeps_test, q_source, f"test, {len(te)} rows", marks)
+    files["sweep.md"] = sweep_markdown(sweeps_test, q_source, f"test split, {len(te)} rows", marks)
     files["sweep.png"] = sweep_plot(sweeps_test, q_source, marks)
 
     esc_det, esc_metrics = escalation

@@ -51,6 +51,32 @@ def shingle_codes(text: str, k: int = 3) -> np.ndarray:
     return code
 
 
+def batch_codes(texts: Sequence[str], k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Shingle codes of many texts at once: (all codes in text order, codes per text).
+
+    The texts are joined into one code-point array and every k-gram window that
+    lies inside one text is coded in a single vectorised pass (same codes as
+    :func:`shingle_codes`).
+    """
+    norm = [normalise(t) for t in texts]
+    if not norm:
+        return np.empty(0, np.uint64), np.empty(0, np.int64)
+    if k > 3 or any(len(t) < k for t in norm):
+        per_text = [shingle_codes(t, k) for t in norm]
+        return (np.concatenate(per_text) if per_text else np.empty(0, np.uint64),
+                np.fromiter((len(c) for c in per_text), dtype=np.int64, count=len(per_text)))
+    sizes = np.fromiter((len(t) for t in norm), dtype=np.int64, count=len(norm))
+    chars = np.frombuffer("\x00".join(norm).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(_U64)
+    n = len(chars) - k + 1
+    code = np.zeros(n, dtype=_U64)
+    for j in range(k):
+        code = (code << _U64(21)) | chars[j:j + n]
+    starts = np.concatenate(([0], np.cumsum(sizes + 1)[:-1]))
+    counts = sizes - k + 1
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return code[np.repeat(starts, counts) + offsets], counts
+
+
 def shingle_set(text: str, k: int = 3) -> np.ndarray:
     """Sorted unique shingle codes: the exact set the Jaccard similarity is defined on."""
     return np.unique(shingle_codes(text, k))
@@ -87,7 +113,6 @@ class MinHasher:
         self.num_perm, self.k, self.seed = num_perm, k, seed
         rng = np.random.default_rng(seed)
         self.a = (rng.integers(0, 1 << 31, num_perm, dtype=np.uint64) * 2 + 1).astype(np.uint32)[:, None]
-        self.b = rng.integers(0, 1 << 32, num_perm, dtype=np.uint64).astype(np.uint32)[:, None]
 
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
         """MinHash signatures of ``texts``.
@@ -102,16 +127,14 @@ class MinHasher:
         out = np.full((self.num_perm, n), np.iinfo(np.uint32).max, dtype=np.uint32)
         if n == 0:
             return out.T
-        codes = [shingle_codes(t, self.k) for t in texts]
-        lengths = np.fromiter((len(c) for c in codes), dtype=np.int64, count=n)
-        hashes = _mix32(np.concatenate(codes))
+        codes, lengths = batch_codes(texts, self.k)
+        hashes = _mix32(codes)
         doc = np.repeat(np.arange(n), lengths)
         slab = np.empty((self.num_perm, _CHUNK), dtype=np.uint32)
         for start in range(0, len(hashes), _CHUNK):
             h = hashes[start:start + _CHUNK]
             block = slab[:, :len(h)]
             np.multiply(self.a, h[None, :], out=block)
-            np.add(block, self.b, out=block)
             d = doc[start:start + _CHUNK]
             starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
             mins = np.minimum.reduceat(block, starts, axis=1)

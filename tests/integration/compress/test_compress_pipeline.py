@@ -15,10 +15,10 @@ from tests.unit.compress.tiny_models import save_tiny, train_briefly
 
 pytestmark = pytest.mark.integration
 
-FAST = ["compress.quantize.group_size=32", "compress.gguf.types=[Q5_K_M]", "compress.zstd.dict_size=16384",
-        "compress.zstd.max_samples=300", "compress.zstd.sample_size=1024", "compress.quality.max_tokens=384",
-        "compress.quality.window=128", "compress.calibration.num_samples=12", "compress.calibration.max_seq_length=96",
-        "compress.gguf.check_tokens=4", "compress.num_cpus=1"]
+FAST = ["compress.quantize.group_size=32", "compress.quantize.awq_grid=8", "compress.gguf.types=[Q5_K_M]",
+        "compress.zstd.dict_size=16384", "compress.zstd.max_samples=300", "compress.zstd.sample_size=1024",
+        "compress.quality.max_tokens=384", "compress.quality.window=128", "compress.calibration.num_samples=12",
+        "compress.calibration.max_seq_length=96", "compress.gguf.check_tokens=4", "compress.num_cpus=1"]
 
 
 @pytest.fixture(scope="module")

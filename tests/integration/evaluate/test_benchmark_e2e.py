@@ -28,6 +28,8 @@ def _sets(root, **extra) -> list[str]:
     return sum((["--set", f"{k}={v}"] for k, v in sets.items()), [])
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_benchmark_on_the_embedded_model_with_a_baseline(tmp_path):
     runner = CliRunner()
     first = runner.invoke(app, ["benchmark", *_sets(tmp_path), "--save-baseline"])

@@ -37,6 +37,8 @@ def _cli(args: list[str]):
     return result
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_compare_and_revalidation_reuse_reference_answers(fresh_openai_server, ray_local, tmp_path):
     server = fresh_openai_server
     sets = sum((["--set", s] for s in _sets(server, tmp_path)), [])
@@ -73,7 +75,8 @@ def test_compare_and_revalidation_reuse_reference_answers(fresh_openai_server, r
     second = json.loads((tmp_path / "cmp" / "compare-1b" / "results.json").read_text())
     assert second["reference_cache"]["new_calls"] == 0 and second["reference_cache"]["reused"] == 2
     assert second["cost"]["roles"]["reference"]["calls"] == 0 and second["baseline"] == "compare"
-    assert json.loads((tmp_path / "cmp" / "compare-1b" / "manifest.json").read_text())["metrics"]["reference_calls"] == 0
+    manifest = json.loads((tmp_path / "cmp" / "compare-1b" / "manifest.json").read_text())
+    assert manifest["metrics"]["reference_calls"] == 0
 
     # unchanged config: the stage is up to date and nothing is called
     server.requests.clear()
@@ -84,7 +87,8 @@ def test_compare_and_revalidation_reuse_reference_answers(fresh_openai_server, r
 def test_an_endpoint_failing_mid_run_is_an_error_item_and_the_run_finishes(fresh_openai_server, tmp_path):
     server = fresh_openai_server
     sets = _sets(server, tmp_path, ray_on=False) + [
-        "evaluate.compare.attempts=1", "evaluate.compare.reference.max_retries=0", "judge.max_retries=0"]
+        "evaluate.compare.attempts=1", "evaluate.compare.reference.max_retries=0", "judge.max_retries=0",
+        "evaluate.compare.swap_positions=false"]
     server.faults.extend(["500"])  # the first reference call fails; the second succeeds
     _cli(["compare", *sum((["--set", s] for s in sets), [])])
     stage = tmp_path / "cmp" / "compare"
@@ -95,7 +99,7 @@ def test_an_endpoint_failing_mid_run_is_an_error_item_and_the_run_finishes(fresh
     assert results["summary"]["overall"]["error"] >= 1
     # the failed reference answer is not cached: the next run asks for it again, and only for it
     server.requests.clear()
-    _cli(["compare", *sum((["--set", s] for s in sets), []), "--label", "retry"])
+    _cli(["compare", *sum((["--set", s] for s in sets), []), "--label", "compare-retry"])
     assert Counter(r["model"] for r in server.requests)["reference-model"] == 1
 
 
@@ -103,5 +107,6 @@ def test_bad_input_is_a_one_paragraph_error(tmp_path):
     result = CliRunner().invoke(app, ["compare", "--set", f"run.root={tmp_path}", "--baseline", "nope",
                                       "--set", "evaluate.compare.prompts=/does/not/exist.jsonl"])
     assert result.exit_code == 2 and "does not exist" in result.output
-    result = CliRunner().invoke(app, ["compare", "--set", f"run.root={tmp_path}", "--label", "compare-reference"])
-    assert result.exit_code == 2 and "cannot name a comparison stage" in result.output
+    for label in ("compare-reference", "train"):
+        result = CliRunner().invoke(app, ["compare", "--set", f"run.root={tmp_path}", "--label", label])
+        assert result.exit_code == 2 and "cannot name a comparison stage" in result.output

@@ -54,7 +54,7 @@ def test_unstructured_pruning_takes_the_per_group_split(tiny_llama_dir, dataset,
 @pytest.fixture(scope="module")
 def awq(pruned, dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("awq") / "w4"
-    return out, quantize_model(pruned[0], out, QuantizeConfig(group_size=32), dataset, CALIB)
+    return out, quantize_model(pruned[0], out, QuantizeConfig(group_size=32, awq_grid=8), dataset, CALIB)
 
 
 def test_awq_runs_on_cpu_keeps_the_2_4_zeros_and_loads_back(awq):
@@ -96,7 +96,7 @@ def test_llmcompressor_awq_needs_the_cpu_guard(pruned, dataset, tmp_path, monkey
         pytest.skip("an accelerator is present; pinning works")
     monkeypatch.setattr(q, "cpu_awq", contextlib.nullcontext)
     with pytest.raises(RuntimeError, match="accelerator"):
-        quantize_model(pruned[0], tmp_path / "w4", QuantizeConfig(group_size=32), dataset, CALIB)
+        quantize_model(pruned[0], tmp_path / "w4", QuantizeConfig(group_size=32, awq_grid=8), dataset, CALIB)
 
 
 def test_cpu_awq_gptq_fallback_is_recorded(pruned, dataset, tmp_path):

@@ -11,6 +11,7 @@ from cogumi.curate.dedup.cluster import candidate_pairs, dedup_in_memory, rank_k
 from cogumi.curate.dedup.minhash import (
     MinHasher,
     band_keys,
+    batch_codes,
     candidate_probability,
     exact_key,
     jaccard,
@@ -36,6 +37,18 @@ def test_shingle_set_is_the_spec_shingle_set():
     assert len(shingle_set(text)) == len(spec_shingles(text))
     other = "the quick brown dog — naive cafe"
     assert jaccard(shingle_set(text), shingle_set(other)) == pytest.approx(spec_jaccard(text, other))
+
+
+@pytest.mark.parametrize("texts", [
+    ["Hello World", "abc", "  x y z  ", "naïve café ☕ text"],
+    ["with a short one", "ab", "and more text"],
+    [],
+])
+def test_batch_codes_equal_per_text_codes(texts):
+    codes, counts = batch_codes(texts)
+    per_text = [shingle_codes(t) for t in texts]
+    assert counts.tolist() == [len(c) for c in per_text]
+    assert codes.tolist() == [int(x) for c in per_text for x in c]
 
 
 def test_short_texts_are_one_shingle_and_never_collide_with_full_kgrams():

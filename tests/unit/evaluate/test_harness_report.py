@@ -90,3 +90,25 @@ def test_report_has_every_number_and_deltas_against_the_baseline():
     assert "cogumi_hellaswag: loglikelihood task" in md
     assert primary_metric(now["harness"]["tasks"]["cogumi_mmlu"]) == ("acc,none", 0.5)
     assert "baseline" not in render_markdown(now).split("| metric")[0].lower()
+
+
+def test_a_peft_adapter_is_applied_for_perplexity_and_merged_for_lm_eval(tiny_llama_dir, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from cogumi.evaluate.harness import _hf_model
+    from cogumi.evaluate.perplexity import perplexity
+
+    torch.manual_seed(0)
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama_dir),
+                                LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    pcfg = PerplexityConfig(max_length=64, stride=32, max_tokens=80)
+    base = perplexity(ModelConfig(backend="transformers", model=str(tiny_llama_dir)), pcfg)
+    tuned = perplexity(ModelConfig(backend="transformers", model=str(tiny_llama_dir),
+                                   adapter=str(tmp_path / "adapter")), pcfg)
+    assert tuned["method"].endswith("+ adapter") and tuned["perplexity"] != pytest.approx(base["perplexity"])
+    lm, how = _hf_model(ModelConfig(backend="transformers", model=str(tiny_llama_dir),
+                                    adapter=str(tmp_path / "adapter")), HarnessConfig())
+    assert "adapter merged" in how and not hasattr(lm.model, "peft_config")
