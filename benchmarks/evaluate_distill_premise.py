@@ -7,8 +7,8 @@
    (``cogumi.train.stage.run_train``, ``train.data=stage:distill/distilled.jsonl``).
 4. Greedy accuracy of base + adapter on the same held-out slice.
 
-Both accuracies use the same backend (transformers, greedy) and the same answer
-extraction (the final number). Sample sizes are printed with the result; with
+Both accuracies come from the same lm-eval task (``cogumi_simple_math``: chat template,
+greedy, the final number matched) on the same HF weights, without and with the adapter. Sample sizes are printed with the result; with
 60 held-out problems one problem is 1.7 points, so small deltas are noise.
 
     python benchmarks/evaluate_distill_premise.py --out /tmp/premise [--heldout 60] [--strategy verified]
@@ -26,31 +26,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cogumi.config import load_config  # noqa: E402
-from cogumi.evaluate.answers import final_number, numbers_equal, format_number  # noqa: E402
-from cogumi.evaluate.prompts import load_prompts, select  # noqa: E402
-from cogumi.models.inference import SamplingParams, make_backend  # noqa: E402
-
-SYSTEM = "You are a helpful, accurate assistant. Answer completely and clearly."
+from cogumi.evaluate.config import HarnessConfig  # noqa: E402
+from cogumi.evaluate.harness import run_harness  # noqa: E402
 
 
-def accuracy(model_cfg, rows, max_tokens: int) -> dict:
-    """Greedy accuracy (final number equals the answer) of ``model_cfg`` on ``rows``."""
-    backend = make_backend(model_cfg)
-    correct, answers, t0 = 0, [], time.time()
-    try:
-        for r in rows:
-            gen = backend.chat([{"role": "system", "content": SYSTEM}, {"role": "user", "content": r["prompt"]}],
-                               SamplingParams(max_tokens=max_tokens, temperature=0.0))
-            got = format_number(final_number(gen.text))
-            ok = numbers_equal(got, r["answer"])
-            correct += ok
-            answers.append({"id": r["id"], "expected": r["answer"], "got": got, "correct": ok})
-    finally:
-        backend.close()
-    n = len(rows)
-    p = correct / n
-    return {"n": n, "correct": correct, "accuracy": p, "stderr": math.sqrt(p * (1 - p) / n),
-            "seconds": round(time.time() - t0, 1), "answers": answers}
+
+def accuracy(model_cfg, n: int, max_tokens: int) -> dict:
+    """Greedy accuracy on the held-out slice through lm-eval (task ``cogumi_simple_math``, final number)."""
+    t0 = time.time()
+    res = run_harness(model_cfg, HarnessConfig(tasks=["cogumi_simple_math"], limit=n, batch_size=16,
+                                               apply_chat_template=True,
+                                               max_gen_toks=max_tokens))
+    task = res["tasks"]["cogumi_simple_math"]
+    p, count = task["metrics"]["exact_match,flexible-extract"], task["n"]
+    return {"n": count, "correct": round(p * count), "accuracy": p, "stderr": math.sqrt(p * (1 - p) / count),
+            "seconds": round(time.time() - t0, 1), "method": res["method"],
+            "answers": [{"id": s["doc_id"], "expected": s["target"], "got": s["response"],
+                         "correct": s["metrics"].get("exact_match")} for s in res["samples"]]}
 
 
 def main() -> None:
@@ -79,13 +71,12 @@ def main() -> None:
                  "train.save_steps=10", "train.max_seq_length=384", "train.val_fraction=0.1",
                  "train.early_stopping.patience=null", "train.early_stopping.overfit_gap=null"]
     cfg = load_config(Path(__file__).resolve().parent.parent / "configs" / "local.yaml", overrides)
-    heldout = select(load_prompts("bundled-math"), ["math"], args.heldout, split="heldout")
     hf_student = cfg.student.model_copy(update={"backend": "transformers"})
-    report: dict = {"setup": {k: v for k, v in vars(args).items()}, "heldout_n": len(heldout)}
+    report: dict = {"setup": dict(vars(args))}
 
-    print(f"[1/4] base greedy accuracy on {len(heldout)} held-out problems ...", flush=True)
-    report["before"] = accuracy(hf_student, heldout, args.max_tokens)
-    print(f"      {report['before']['correct']}/{len(heldout)}", flush=True)
+    print(f"[1/4] base greedy accuracy on {args.heldout} held-out problems (lm-eval) ...", flush=True)
+    report["before"] = accuracy(hf_student, args.heldout, args.max_tokens)
+    print(f"      {report['before']['correct']}/{report['before']['n']}", flush=True)
 
     print(f"[2/4] distill ({args.strategy}) over {args.train_limit} train problems ...", flush=True)
     from cogumi.evaluate.distill_stage import distill_stage
@@ -109,7 +100,7 @@ def main() -> None:
     report["train"] = {"adapter": adapter, "metrics": t.get("metrics"), "method": t.get("method")}
 
     print("[4/4] adapter greedy accuracy on the same held-out problems ...", flush=True)
-    report["after"] = accuracy(hf_student.model_copy(update={"adapter": adapter}), heldout, args.max_tokens)
+    report["after"] = accuracy(hf_student.model_copy(update={"adapter": adapter}), args.heldout, args.max_tokens)
     delta = 100 * (report["after"]["accuracy"] - report["before"]["accuracy"])
     report["delta_points"] = delta
     (out / "premise.json").write_text(json.dumps(report, indent=2, default=str))

@@ -42,6 +42,7 @@ class HarnessConfig(Section):
     batch_size: int = Field(4, ge=1)
     apply_chat_template: bool = Field(False, description="wrap prompts in the model's chat template")
     max_gen_toks: int | None = Field(None, ge=1, description="cap generated tokens of generate-until tasks")
+    system_instruction: str | None = Field(None, description="system message (with apply_chat_template)")
     max_length: int | None = Field(None, ge=16, description="context cap (None = model.n_ctx)")
     endpoint_completions: bool = Field(
         False, description="openai backend: also run loglikelihood tasks through /v1/completions "

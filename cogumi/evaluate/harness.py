@@ -139,7 +139,7 @@ def run_harness(model: ModelConfig, hcfg: HarnessConfig) -> dict[str, Any]:
         tasks = load_tasks(tm, hcfg.tasks)
         types = {name: task.config.output_type for name, task in tasks.items()}
         common = dict(task_manager=tm, limit=hcfg.limit, num_fewshot=hcfg.num_fewshot, log_samples=True,
-                      bootstrap_iters=0,
+                      bootstrap_iters=0, system_instruction=hcfg.system_instruction,
                       gen_kwargs={"max_gen_toks": hcfg.max_gen_toks} if hcfg.max_gen_toks else None)
         runs: list[tuple[Any, dict[str, Any], list[str], bool]] = []
         skipped: dict[str, str] = {}

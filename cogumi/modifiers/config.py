@@ -66,6 +66,7 @@ class MiningSettings(Section):
     use_ray: bool = Field(True, description="False: mine in this process")
     batch_size: int = Field(8, ge=1)
     num_cpus: float = Field(1.0, gt=0, description="CPUs per mining actor")
+    workers: int = Field(1, ge=1, description="mining actors (each loads the model)")
     code_timeout_s: float = Field(10.0, gt=0, description="sandbox wall clock per program")
 
 

@@ -71,7 +71,7 @@ def _plain(v: Any) -> Any:
 
 def mine(tasks: list[dict[str, Any]], model: ModelConfig, judge: ModelConfig | None, kinds: dict[str, str],
          max_tokens: int, min_score: float, *, use_ray: bool = True, batch_size: int = 8, num_cpus: float = 1.0,
-         timeout_s: float = 10.0) -> list[dict[str, Any]]:
+         workers: int = 1, timeout_s: float = 10.0) -> list[dict[str, Any]]:
     """Answer and verify every task (Ray Data ``map_batches`` with an actor, or in-process).
 
     Args:
@@ -80,7 +80,7 @@ def mine(tasks: list[dict[str, Any]], model: ModelConfig, judge: ModelConfig | N
         judge: judge model (needed when any kind is ``judge``).
         kinds: domain -> ``code`` / ``math`` / ``judge``.
         max_tokens, min_score, timeout_s: see :class:`MineUDF`.
-        use_ray, batch_size, num_cpus: where and how it runs.
+        use_ray, batch_size, num_cpus, workers: where and how it runs (``workers`` actors).
 
     Returns:
         The tasks with ``response``, ``passed``, ``score`` and ``detail``, in input order.
@@ -98,7 +98,7 @@ def mine(tasks: list[dict[str, Any]], model: ModelConfig, judge: ModelConfig | N
             ray.init(ignore_reinit_error=True)
         ds = ray.data.from_items(rows).map_batches(
             MineUDF, fn_constructor_kwargs=args, batch_size=batch_size, batch_format="numpy",
-            concurrency=1, num_cpus=num_cpus)
+            compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=num_cpus)
         out = ds.take_all()
     else:
         out = MineUDF(**args)({k: [r[k] for r in rows] for k in rows[0]})

@@ -69,7 +69,8 @@ def render_report(metrics: dict[str, Any], method: dict[str, str], cascade: dict
                      f"{t['cost_usd']:.6f} | {'DOWN: ' + t['down'][:80] if t['down'] else 'up'} |")
     lines += ["", "Spec expectation: roughly 60-70 / 20-25 / 10-15 % (measured above on this run's data).", "",
               "## Adapters vs base (held-out tasks)", "",
-              "| domain | tasks | base accuracy | adapter accuracy | delta | win rate |", "|---|---:|---:|---:|---:|---:|"]
+              "| domain | tasks | base accuracy | adapter accuracy | delta | win rate |",
+              "|---|---:|---:|---:|---:|---:|"]
     for d, v in validation.items():
         h = v["holdout"]
         lines.append(f"| {d} | {h['tasks']} | {_pct(h['base_accuracy'])} | {_pct(h['adapter_accuracy'])} | "

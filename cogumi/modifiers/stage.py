@@ -99,7 +99,8 @@ def run_modifiers_stage(cfg: CogumiConfig, rec: StageRecorder, run: RunDir) -> d
 
     # 1. failure mining (base model, Ray Data)
     mined = mine(all_tasks, base, judge_model, kinds, mc.max_tokens, mc.min_judge_score, use_ray=mc.mining.use_ray,
-                 batch_size=mc.mining.batch_size, num_cpus=mc.mining.num_cpus, timeout_s=mc.mining.code_timeout_s)
+                 batch_size=mc.mining.batch_size, num_cpus=mc.mining.num_cpus, workers=mc.mining.workers,
+                 timeout_s=mc.mining.code_timeout_s)
     for r in mined:
         r["split"] = "holdout" if r["id"] in splits[r["domain"]][1] else "mine"
     _write_parquet(rec, "mined.parquet", mined)
@@ -160,13 +161,17 @@ def run_modifiers_stage(cfg: CogumiConfig, rec: StageRecorder, run: RunDir) -> d
                             f"{mc.adapter.min_examples} — no adapter trained")
         if not per_domain_fail[d] or len(examples) < mc.adapter.min_examples:
             continue
+        unverified = sum(not a["verified"] for a in answers if a["domain"] == d and a["response"])
+        if unverified:
+            degraded.append(f"{d}: the adapter trains on {unverified} of {len(examples)} teacher answer(s) that "
+                            "no tier could verify (kept from the last tier, accept_unverified_last)")
         model_location = model_location or hf_checkpoint(base)
         adapters[d] = _train_export(cfg, rec, run, d, ds, examples, model_location, degraded)
         domain_rows = [r for r in mined if r["domain"] == d]
         mod_model = _with_adapter(base, adapters[d])
         mod = mine([_task(r) for r in domain_rows], mod_model, judge_model, kinds, mc.max_tokens,
                    mc.min_judge_score, use_ray=mc.mining.use_ray, batch_size=mc.mining.batch_size,
-                   num_cpus=mc.mining.num_cpus, timeout_s=mc.mining.code_timeout_s)
+                   num_cpus=mc.mining.num_cpus, workers=mc.mining.workers, timeout_s=mc.mining.code_timeout_s)
         validation[d] = validation_summary(domain_rows, mod, ds.verify)
         for b, m in zip(domain_rows, mod):
             routing.append({"prompt": b["prompt"], "domain": d, "label": int((m["score"] or 0) > (b["score"] or 0)),
@@ -175,6 +180,9 @@ def run_modifiers_stage(cfg: CogumiConfig, rec: StageRecorder, run: RunDir) -> d
     rec.write_json("validation.json", validation)
     if routing:
         _write_parquet(rec, "routing.parquet", routing)
+        if len({r["label"] for r in routing}) < 2:
+            degraded.append(f"routing.parquet: every label is {routing[0]['label']} (the adapters never beat / "
+                            "always beat the base); `cogumi router` needs both labels")
     else:
         degraded.append("no adapter was trained, so no routing.parquet was written (the router falls back to "
                         "its local proxy set)")

@@ -127,6 +127,8 @@ class TrainConfig(Section):
     cpus_per_worker: float = Field(1.0, gt=0.0)
     gpus_per_worker: float = Field(1.0, gt=0.0, description="with use_gpu")
     max_failures: int = Field(1, ge=-1, description="worker restarts from the last checkpoint (-1 = unlimited)")
+    worker_start_timeout_s: float = Field(600.0, gt=0.0, description="how long Ray Train waits for workers to "
+                                          "start (slow on loaded or autoscaling clusters; Ray's default is 60)")
     deepspeed: Literal["none", "zero2", "zero3"] = Field(
         "none", description="zero2 for multi-GPU LoRA; zero3 is refused with a 4-bit base")
     seed: int | None = Field(None, description="default: run.seed")

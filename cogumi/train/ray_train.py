@@ -10,6 +10,7 @@ that fails is restarted from that checkpoint up to ``max_failures`` times.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
 from typing import Any
@@ -19,6 +20,7 @@ from cogumi.train.config import TrainConfig
 from cogumi.train.sft import SFTJob, run_sft
 
 SCORE = "eval_loss"
+START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 
 
 class RayReporter:
@@ -135,6 +137,8 @@ def build_trainer(cfg: TrainConfig, job: SFTJob | Any, *, storage_path: str, sto
     resources = {"CPU": cfg.cpus_per_worker}
     if cfg.use_gpu:
         resources["GPU"] = cfg.gpus_per_worker
+    # read by the Train controller, which takes these variables from the process that calls fit()
+    os.environ[START_TIMEOUT_ENV] = str(cfg.worker_start_timeout_s)
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"job": job, "overrides": overrides or {}},
@@ -142,7 +146,8 @@ def build_trainer(cfg: TrainConfig, job: SFTJob | Any, *, storage_path: str, sto
                                      resources_per_worker=resources),
         run_config=RunConfig(
             name=name, storage_path=storage_path, storage_filesystem=storage_fs,
-            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            # controller errors (e.g. workers that never start) are retried a few times, not forever
+            failure_config=FailureConfig(max_failures=cfg.max_failures, controller_failure_limit=3),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_best, checkpoint_score_attribute=SCORE,
                                                checkpoint_score_order="min"),
             callbacks=callbacks or None,

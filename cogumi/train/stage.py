@@ -41,7 +41,7 @@ from cogumi.train.sft import SFTJob
 log = logging.getLogger(__name__)
 #: train keys that do not change what is trained (so a re-run with them changed still resumes)
 RESUME_NEUTRAL = {"fail_once_at_step", "max_failures", "merge", "tune", "eval_prompts", "eval_max_tokens",
-                  "num_workers", "cpus_per_worker", "gpus_per_worker"}
+                  "num_workers", "cpus_per_worker", "gpus_per_worker", "worker_start_timeout_s"}
 
 
 def location_digest(loc: Location) -> str:

@@ -31,8 +31,8 @@ def _config(tmp_path, server):
     mc = cfg.modifiers
     mc.domains = {"reasoning": DomainSettings(rank=4, verify="math")}
     url = server.base_url
-    mc.cascade.tiers = [TierSettings(name="tier1-cheap", model=ModelConfig(backend="openai", base_url="http://127.0.0.1:9/v1",
-                                                                           model="x"), price_out_per_mtok=0.5),
+    dead = ModelConfig(backend="openai", base_url="http://127.0.0.1:9/v1", model="x")
+    mc.cascade.tiers = [TierSettings(name="tier1-cheap", model=dead, price_out_per_mtok=0.5),
                         TierSettings(name="tier2-mid", model=ModelConfig(backend="openai", base_url=url,
                                                                          model="local-teacher"), max_tokens=16,
                                      price_out_per_mtok=2.0),

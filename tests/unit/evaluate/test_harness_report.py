@@ -24,6 +24,8 @@ def test_bundled_tasks_load_offline_with_their_shapes(tm):
     types = {n: t.config.output_type for n, t in tasks.items()}
     assert types["cogumi_mmlu"] == "multiple_choice" and types["cogumi_gsm8k"] == "generate_until"
     assert len(tasks["cogumi_mmlu"].test_docs()) == 8 and len(tasks["cogumi_gsm8k"].test_docs()) == 6
+    premise = load_tasks(tm, ["cogumi_simple_math"])["cogumi_simple_math"]
+    assert len(premise.test_docs()) == 60  # only the held-out split of the simple-math set
 
 
 def test_unknown_tasks_and_folders_are_clear_errors(tm, tmp_path):

@@ -10,10 +10,15 @@ import json
 from pathlib import Path
 
 
-def load(file: str, split: str = "test", **_metadata):
-    """Read ``file`` (a JSONL beside this module) into ``DatasetDict({split: ...})``."""
+def load(file: str, split: str = "test", only_split: str | None = None, **_metadata):
+    """Read ``file`` (a JSONL relative to this folder) into ``DatasetDict({split: ...})``.
+
+    ``only_split`` keeps the rows whose ``split`` field has that value.
+    """
     import datasets
 
-    path = Path(__file__).with_name(file)
+    path = (Path(__file__).parent / file).resolve()
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if only_split:
+        rows = [r for r in rows if r.get("split") == only_split]
     return datasets.DatasetDict({split: datasets.Dataset.from_list(rows)})
