@@ -133,9 +133,46 @@ def _make_driver(cfg: CogumiConfig, job_ref: Any, fs: Any, trials_path: str):
         trainer = build_trainer(apply_overrides(tc, overrides), job_ref, storage_path=trials_path, storage_fs=fs,
                                 name=tune.get_context().get_trial_id(), callbacks=[TuneReportCallback()],
                                 overrides=overrides)
-        fit(trainer)
+        before = _live_placement_groups()
+        try:
+            fit(trainer)
+        finally:
+            release_placement_groups(_live_placement_groups() - before)
 
     return driver
+
+
+def _live_placement_groups() -> set[str]:
+    from ray.util import placement_group_table
+
+    return {pg_id for pg_id, info in placement_group_table().items() if info.get("state") != "REMOVED"}
+
+
+def release_placement_groups(pg_ids: set[str], wait_s: float = 5.0) -> int:
+    """Make sure a finished trial's worker-group placement groups are gone before the trial ends.
+
+    Tune stops the trial's driver as soon as it returns, which can kill the Train
+    controller before it removes its workers' placement group; Ray's fallback
+    cleaner then needs the state API, which fails when several Ray instances run
+    on one machine. A leaked group holds the next trial's CPUs forever, so remove
+    what this trial's training created (after ``wait_s`` for the normal path).
+
+    Returns:
+        How many groups had to be removed here.
+    """
+    import time
+
+    import ray
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    deadline = time.time() + wait_s
+    while pg_ids and time.time() < deadline:
+        pg_ids &= _live_placement_groups()
+        if pg_ids:
+            time.sleep(1.0)
+    for pg_id in pg_ids:
+        remove_placement_group(PlacementGroup(ray.PlacementGroupID.from_hex(pg_id)))
+    return len(pg_ids)
 
 
 def trial_rows(grid: Any) -> list[dict[str, Any]]:
