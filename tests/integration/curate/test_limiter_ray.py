@@ -17,15 +17,19 @@ def test_rpm_is_enforced_across_workers(ray_local):
     ray.get(handle.configure.remote("svc", 600, 10**9))  # 10 requests a second for the whole cluster
 
     @ray.remote(num_cpus=0.25)
-    def worker(h, n):
-        lim = RemoteLimiter(h)
-        sent = []
-        for _ in range(n):
-            lim.acquire("svc", 10)
-            sent.append(time.time())
-        return sent
+    def worker(h, n, threads=3):
+        from concurrent.futures import ThreadPoolExecutor
 
-    per_worker = 12
+        lim = RemoteLimiter(h)
+
+        def one(_):
+            lim.acquire("svc", 10)
+            return time.time()
+
+        with ThreadPoolExecutor(threads) as pool:  # like a teacher actor's `concurrency` threads
+            return list(pool.map(one, range(n)))
+
+    per_worker = 15
     sends = sorted(t for ts in ray.get([worker.remote(handle, per_worker) for _ in range(4)]) for t in ts)
     assert len(sends) == 4 * per_worker
     # the schedule itself is exact (unit tests); here times are taken by busy workers after they wake,

@@ -60,7 +60,7 @@ def test_faults_are_retried_then_cached(server, tmp_path):
     assert ep.model.max_retries == 0  # the client's own retries are off: this policy owns them
     server.faults.extend(["429", "500", "garbage", "timeout"])
     t0 = time.perf_counter()
-    res = ep.chat(MSGS, SamplingParams(max_tokens=6))
+    res = ep.chat(MSGS, SamplingParams(max_tokens=1))  # tiny answers: abandoned requests cost the server little
     elapsed = time.perf_counter() - t0
     drain(server)
     # 429, 500, garbage, timeout, then success (a busy server can time out once more after the
@@ -70,7 +70,7 @@ def test_faults_are_retried_then_cached(server, tmp_path):
     assert elapsed >= 4.5 + 0.2  # waited out the timeout and the Retry-After
     u = res.generation.usage
     assert res.cost_usd == pytest.approx((u.prompt_tokens * 2.0 + u.completion_tokens * 10.0) / 1e6)
-    again = endpoint(server, tmp_path).chat(MSGS, SamplingParams(max_tokens=6))
+    again = endpoint(server, tmp_path).chat(MSGS, SamplingParams(max_tokens=1))
     assert again.cached and again.cost_usd == 0.0 and again.generation.text == res.generation.text
     assert len(server.requests) == res.attempts  # the rerun paid nothing
 
@@ -94,7 +94,7 @@ def test_a_429_pauses_the_key_for_every_caller(server, tmp_path):
     server.retry_after_s, old = 1.0, server.retry_after_s
     try:
         server.faults.append("429")
-        endpoint(server, tmp_path, limiter=limiter).chat(MSGS, SamplingParams(max_tokens=4, seed=11))
+        endpoint(server, tmp_path, limiter=limiter).chat(MSGS, SamplingParams(max_tokens=1, seed=11))
     finally:
         server.retry_after_s = old
     (key, seconds, at), = paused
