@@ -68,6 +68,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 
         torch.cuda.set_device(device)
     reporter = RayReporter(rank=ctx.get_world_rank())
+    if config.get("pg_marker") and ctx.get_world_rank() == 0:
+        _write_placement_group_id(*config["pg_marker"])
     try:
         summary = run_sft(job, reporter, device=device_str)
     finally:
@@ -75,6 +77,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             shutil.rmtree(reporter._restored, ignore_errors=True)
     summary["world_size"] = ctx.get_world_size()
     return summary
+
+
+def _write_placement_group_id(fs: Any, path: str) -> None:
+    from ray.util import get_current_placement_group
+
+    pg = get_current_placement_group()
+    if pg is not None:
+        with fs.open_output_stream(path) as f:
+            f.write(pg.id.hex().encode())
 
 
 def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
@@ -119,7 +130,8 @@ def check_cluster(cfg: TrainConfig) -> dict[str, float]:
 
 
 def build_trainer(cfg: TrainConfig, job: SFTJob | Any, *, storage_path: str, storage_fs: Any, name: str,
-                  callbacks: list[Any] | None = None, overrides: dict[str, Any] | None = None) -> Any:
+                  callbacks: list[Any] | None = None, overrides: dict[str, Any] | None = None,
+                  pg_marker: tuple[Any, str] | None = None) -> Any:
     """The ``TorchTrainer`` for one training run.
 
     Args:
@@ -130,6 +142,7 @@ def build_trainer(cfg: TrainConfig, job: SFTJob | Any, *, storage_path: str, sto
         name: Ray run name; the same name resumes.
         callbacks: Ray Train user callbacks (Tune's report callback).
         overrides: dotted training keys to replace inside the workers (a Tune trial's sample).
+        pg_marker: (filesystem, path) where rank 0 writes its placement group id (Tune cleanup).
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -141,7 +154,7 @@ def build_trainer(cfg: TrainConfig, job: SFTJob | Any, *, storage_path: str, sto
     os.environ[START_TIMEOUT_ENV] = str(cfg.worker_start_timeout_s)
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"job": job, "overrides": overrides or {}},
+        train_loop_config={"job": job, "overrides": overrides or {}, "pg_marker": pg_marker},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker=resources),
         run_config=RunConfig(

@@ -93,7 +93,8 @@ def run_tune(cfg: CogumiConfig) -> dict[str, Any]:
                 scheduler=ASHAScheduler(metric=SCORE, mode="min", time_attr="training_iteration", max_t=max_t,
                                         grace_period=min(tu.grace_period, max_t),
                                         reduction_factor=tu.reduction_factor)),
-            run_config=tune.RunConfig(name="tuner", storage_path=stage.file("tuner"), storage_filesystem=run.fs),
+            run_config=tune.RunConfig(name="tuner", storage_path=stage.file("tuner"), storage_filesystem=run.fs,
+                                      callbacks=[make_pg_release_callback(run.fs, stage.file("trials"))]),
         )
         grid = tuner.fit()
         rows = trial_rows(grid)
@@ -130,49 +131,52 @@ def _make_driver(cfg: CogumiConfig, job_ref: Any, fs: Any, trials_path: str):
         from cogumi.train.ray_train import fit
 
         overrides = {k: config[k] for k in SEARCHED}
+        trial_id = tune.get_context().get_trial_id()
         trainer = build_trainer(apply_overrides(tc, overrides), job_ref, storage_path=trials_path, storage_fs=fs,
-                                name=tune.get_context().get_trial_id(), callbacks=[TuneReportCallback()],
-                                overrides=overrides)
-        before = _live_placement_groups()
-        try:
-            fit(trainer)
-        finally:
-            release_placement_groups(_live_placement_groups() - before)
+                                name=trial_id, callbacks=[TuneReportCallback()], overrides=overrides,
+                                pg_marker=(fs, pg_marker_path(trials_path, trial_id)))
+        fit(trainer)
 
     return driver
 
 
-def _live_placement_groups() -> set[str]:
-    from ray.util import placement_group_table
+def pg_marker_path(trials_path: str, trial_id: str) -> str:
+    """Where a trial's rank-0 worker writes the id of its placement group."""
+    return f"{trials_path}/{trial_id}.placement-group"
 
-    return {pg_id for pg_id, info in placement_group_table().items() if info.get("state") != "REMOVED"}
 
+def make_pg_release_callback(fs: Any, trials_path: str) -> Any:
+    """A Tune callback that removes a finished trial's worker placement group.
 
-def release_placement_groups(pg_ids: set[str], wait_s: float = 5.0) -> int:
-    """Make sure a finished trial's worker-group placement groups are gone before the trial ends.
-
-    Tune stops the trial's driver as soon as it returns, which can kill the Train
-    controller before it removes its workers' placement group; Ray's fallback
-    cleaner then needs the state API, which fails when several Ray instances run
-    on one machine. A leaked group holds the next trial's CPUs forever, so remove
-    what this trial's training created (after ``wait_s`` for the normal path).
-
-    Returns:
-        How many groups had to be removed here.
+    Tune stops a trial's driver as soon as the trial is done (ASHA, or ``max_t``
+    reached), which can kill the Train controller before it removes its workers'
+    placement group. Ray's fallback cleaner needs the state API, which fails when
+    several Ray instances run on one machine; a leaked group would hold the next
+    trial's CPUs/GPUs forever. The worker wrote its group's id; remove it here.
     """
-    import time
-
     import ray
+    from ray import tune
+    from ray.util import placement_group_table
     from ray.util.placement_group import PlacementGroup, remove_placement_group
 
-    deadline = time.time() + wait_s
-    while pg_ids and time.time() < deadline:
-        pg_ids &= _live_placement_groups()
-        if pg_ids:
-            time.sleep(1.0)
-    for pg_id in pg_ids:
-        remove_placement_group(PlacementGroup(ray.PlacementGroupID.from_hex(pg_id)))
-    return len(pg_ids)
+    class ReleaseTrialPlacementGroup(tune.Callback):
+        def _release(self, trial: Any) -> None:
+            path = pg_marker_path(trials_path, trial.trial_id)
+            try:
+                with fs.open_input_stream(path) as f:
+                    pg_id = f.read().decode().strip()
+            except (FileNotFoundError, OSError):
+                return
+            if placement_group_table().get(pg_id, {}).get("state", "REMOVED") != "REMOVED":
+                remove_placement_group(PlacementGroup(ray.PlacementGroupID.from_hex(pg_id)))
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._release(trial)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._release(trial)
+
+    return ReleaseTrialPlacementGroup()
 
 
 def trial_rows(grid: Any) -> list[dict[str, Any]]:
