@@ -231,7 +231,7 @@ class StageRecorder:
 def digest_file(fs: pafs.FileSystem, path: str) -> str:
     """SHA-256 of one file, streamed."""
     h = hashlib.sha256()
-    with fs.open_input_stream(path) as f:
+    with fs.open_input_stream(path, compression=None) as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
@@ -266,7 +266,7 @@ def _exists(fs: pafs.FileSystem, path: str) -> bool:
 
 
 def _read(fs: pafs.FileSystem, path: str) -> str:
-    with fs.open_input_stream(path) as f:
+    with fs.open_input_stream(path, compression=None) as f:
         return f.read().decode()
 
 
