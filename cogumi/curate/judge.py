@@ -58,7 +58,7 @@ def judge_messages(instruction: str, response: str) -> list[dict[str, str]]:
             {"role": "user", "content": f"INSTRUCTION:\n{instruction}\n\nRESPONSE:\n{response}"}]
 
 
-def _objects(text: str) -> list[str]:
+def json_objects(text: str) -> list[str]:
     """Balanced ``{...}`` substrings, outermost first."""
     out, depth, start = [], 0, -1
     for i, ch in enumerate(text):
@@ -96,7 +96,7 @@ def _from_mapping(data: dict[str, Any]) -> dict[str, int] | None:
 
 def parse_verdict(text: str) -> dict[str, int] | None:
     """The four rubric scores in ``text``, or None when they are not all there and in range."""
-    for candidate in _objects(text or ""):
+    for candidate in json_objects(text or ""):
         try:
             data = json.loads(candidate)
         except json.JSONDecodeError:

@@ -15,6 +15,7 @@ import json
 import re
 from typing import Any
 
+from cogumi.curate.judge import json_objects
 from cogumi.evaluate.calls import Caller, parallel_map
 from cogumi.models.inference import SamplingParams
 
@@ -51,21 +52,6 @@ def judge_messages(question: str, answer_a: str, answer_b: str) -> list[dict[str
     return [{"role": "system", "content": SYSTEM},
             {"role": "user", "content": f"QUESTION:\n{question}\n\nANSWER A:\n{answer_a or '(empty)'}\n\n"
                                         f"ANSWER B:\n{answer_b or '(empty)'}"}]
-
-
-def _objects(text: str) -> list[str]:
-    """Balanced ``{...}`` substrings, outermost first."""
-    out, depth, start = [], 0, -1
-    for i, ch in enumerate(text):
-        if ch == "{":
-            if depth == 0:
-                start = i
-            depth += 1
-        elif ch == "}" and depth:
-            depth -= 1
-            if depth == 0:
-                out.append(text[start:i + 1])
-    return out
 
 
 def _score(value: Any) -> int | None:
@@ -126,7 +112,7 @@ def _from_prose(text: str) -> dict[str, dict[str, int]] | None:
 
 def parse_verdict(text: str) -> dict[str, dict[str, int]] | None:
     """``{"a": {criterion: 1-10}, "b": {...}}`` from a judge reply, or None if it holds no full verdict."""
-    for candidate in _objects(text or ""):
+    for candidate in json_objects(text or ""):
         try:
             data = json.loads(candidate)
         except json.JSONDecodeError:
