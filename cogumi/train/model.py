@@ -16,6 +16,32 @@ from cogumi.errors import CogumiError, ModelLoadError
 from cogumi.train.config import TrainConfig
 
 
+def load_training_tokenizer(location: str) -> Any:
+    """The student's tokenizer with its end-of-sequence token matching the model's.
+
+    Some checkpoints (the GGUF-materialised SmolLM2 among them) ship a tokenizer whose
+    ``eos_token`` differs from the model's generation ``eos_token_id``; trainers then
+    rewrite the model config to the tokenizer's value and generation stops on the
+    wrong token. The model's own end-of-turn token wins here.
+    """
+    from transformers import GenerationConfig
+
+    from cogumi.models.loading import load_tokenizer
+
+    tok = load_tokenizer(location)
+    try:
+        eos = GenerationConfig.from_pretrained(location).eos_token_id
+    except (OSError, ValueError):
+        eos = getattr(_config_without_gguf(location), "eos_token_id", None)
+    eos = eos[0] if isinstance(eos, list) and eos else eos
+    if isinstance(eos, int) and eos != tok.eos_token_id and eos < len(tok):
+        old = tok.eos_token
+        tok.eos_token = tok.convert_ids_to_tokens(eos)
+        if tok.pad_token is None or tok.pad_token == old:
+            tok.pad_token = tok.eos_token
+    return tok
+
+
 def compute_dtype(cfg: TrainConfig, device: str) -> Any:
     """bf16 on CUDA (spec), fp32 on CPU unless the config forces one."""
     import torch
@@ -165,7 +191,6 @@ def merge_adapter(base: str, adapter_dir: str, out_dir: str, *, qlora: bool, dev
     """
     import torch
     from peft import PeftModel
-    from transformers import AutoTokenizer
 
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     model = load_base(base, qlora=qlora, device=device, dtype=dtype)
@@ -177,5 +202,5 @@ def merge_adapter(base: str, adapter_dir: str, out_dir: str, *, qlora: bool, dev
     merged = merged.to(torch.bfloat16)
     merged.config.use_cache = True
     merged.save_pretrained(out_dir, safe_serialization=True)
-    AutoTokenizer.from_pretrained(base).save_pretrained(out_dir)
+    load_training_tokenizer(base).save_pretrained(out_dir)
     return {"merge": method + " -> bf16 safetensors"}

@@ -131,7 +131,7 @@ def check_cluster(cfg: TrainConfig) -> dict[str, float]:
 
 def build_trainer(cfg: TrainConfig, job: SFTJob | Any, *, storage_path: str, storage_fs: Any, name: str,
                   callbacks: list[Any] | None = None, overrides: dict[str, Any] | None = None,
-                  pg_marker: tuple[Any, str] | None = None) -> Any:
+                  pg_marker: tuple[Any, str] | None = None, scored: bool = True) -> Any:
     """The ``TorchTrainer`` for one training run.
 
     Args:
@@ -143,6 +143,7 @@ def build_trainer(cfg: TrainConfig, job: SFTJob | Any, *, storage_path: str, sto
         callbacks: Ray Train user callbacks (Tune's report callback).
         overrides: dotted training keys to replace inside the workers (a Tune trial's sample).
         pg_marker: (filesystem, path) where rank 0 writes its placement group id (Tune cleanup).
+        scored: keep the best checkpoints by validation loss (False without validation data: the latest).
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -161,7 +162,8 @@ def build_trainer(cfg: TrainConfig, job: SFTJob | Any, *, storage_path: str, sto
             name=name, storage_path=storage_path, storage_filesystem=storage_fs,
             # controller errors (e.g. workers that never start) are retried a few times, not forever
             failure_config=FailureConfig(max_failures=cfg.max_failures, controller_failure_limit=3),
-            checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_best, checkpoint_score_attribute=SCORE,
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_best,
+                                               checkpoint_score_attribute=SCORE if scored else None,
                                                checkpoint_score_order="min"),
             callbacks=callbacks or None,
             # Train V2 tees every print into the root logger; that doubles HF's log lines and leaks the

@@ -34,6 +34,7 @@ from cogumi.train.model import (
     choose_optimizer,
     compute_dtype,
     load_base,
+    load_training_tokenizer,
 )
 
 PROBE_FILE = "probe.json"
@@ -101,12 +102,10 @@ def run_sft(job: SFTJob, reporter: Reporter, device: str = "cpu") -> dict[str, A
     from datasets.utils.logging import disable_progress_bar
     from trl import SFTConfig, SFTTrainer
 
-    from cogumi.models.loading import load_tokenizer
-
     cfg = job.cfg
     disable_progress_bar()
     torch.manual_seed(job.seed)
-    tokenizer = load_tokenizer(job.model_location)
+    tokenizer = load_training_tokenizer(job.model_location)
     dtype = compute_dtype(cfg, device)
     optim, optim_note = choose_optimizer(cfg, device)
     attn, packing_note = attention_impl(device)

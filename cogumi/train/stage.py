@@ -98,7 +98,7 @@ def prepare(cfg: CogumiConfig, run: RunDir) -> dict[str, Any]:
                               "run Phase 1A first (`cogumi train`) or point it at an adapter/ folder")
         inputs["init_adapter"] = location_digest(adapter)
     model_location = hf_checkpoint(cfg.student)
-    inputs["student"] = cfg.student.model if cfg.student.model != model_location else model_location
+    inputs["student"] = cfg.student.model
     stats = check_lengths(load_tokenizer(model_location), train_rows, tc.max_seq_length)
     return {"inputs": inputs, "rows": train_rows, "val_rows": val_rows, "adapter": adapter,
             "model_location": model_location, "stats": stats, "seed": seed}
@@ -144,7 +144,8 @@ def run_train(cfg: CogumiConfig, force: bool = False) -> dict[str, Any]:
             job = SFTJob(cfg=tc, model_location=prep["model_location"], train_rows=prep["rows"],
                          val_rows=prep["val_rows"], seed=prep["seed"], init_adapter=adapter_dir,
                          fault_marker=(run.fs, stage.file(f"ray/{key}.fault-injected")))
-            trainer = build_trainer(tc, ray.put(job), storage_path=stage.file("ray"), storage_fs=run.fs, name=key)
+            trainer = build_trainer(tc, ray.put(job), storage_path=stage.file("ray"), storage_fs=run.fs, name=key,
+                                    scored=bool(prep["val_rows"]))
             log.info("training %s: %d train / %d val examples, Ray run %s", tc.stage, len(prep["rows"]),
                      len(prep["val_rows"]), key)
             result = fit(trainer)

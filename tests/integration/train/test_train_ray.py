@@ -106,6 +106,7 @@ def test_phase1b_continues_the_1a_adapter_on_failures(trained, tiny_llama_dir):
     assert w1.keys() == w2.keys() and any(not torch.equal(w1[k], w2[k]) for k in w1)
 
 
+@pytest.mark.slow
 def test_a_worker_that_fails_once_is_restarted_from_its_last_checkpoint(ray_local, tiny_llama_dir, tmp_path):
     write_parquet(tmp_path / "b" / "curate" / "curated.parquet", sum_rows(6))
     cfg = load_config(None, _sets(tmp_path, "b", tiny_llama_dir, "train.max_steps=4", "train.eval_steps=2",

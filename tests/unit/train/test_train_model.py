@@ -94,3 +94,14 @@ def test_merged_bf16_model_matches_the_adapter(tiny_llama_dir, tmp_path):
         want = reference(x).logits.float()
         got = merged.float()(x).logits
     assert (got - want).abs().max() < 0.05  # bf16 rounding of the merged weights
+
+
+def test_training_tokenizer_ends_turns_with_the_models_eos(embedded_hf_dir):
+    """The materialised SmolLM2 tokenizer says eos=<|im_start|>; the model (and chat template) end on <|im_end|>."""
+    from transformers import GenerationConfig
+
+    from cogumi.train.model import load_training_tokenizer
+
+    tok = load_training_tokenizer(str(embedded_hf_dir))
+    assert tok.eos_token_id == GenerationConfig.from_pretrained(embedded_hf_dir).eos_token_id
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token_id is not None

@@ -50,6 +50,7 @@ def test_qlora_loss_falls_on_a_repeated_batch_and_the_adapter_changes_output(tin
     assert (after - before).abs().max() > 1e-2
 
 
+@pytest.mark.slow  # the Ray resume test covers the same path end to end
 def test_resume_continues_from_the_checkpoint_step(tiny_llama_dir, tmp_path):
     rows = sum_rows(6)
     rep = LocalReporter(tmp_path / "ckpt")
