@@ -81,6 +81,37 @@ def scale_lr(optimizer: Any, scheduler: Any, factor: float) -> None:
                 group["initial_lr"] *= factor
 
 
+class GradientMonitor(TrainerCallback):
+    """The spec's gradient monitoring: how often the logged gradient norm was clipped.
+
+    Clipping in more than 5% of logged steps means the LR is too aggressive (spec);
+    the fraction goes into the manifest and a ``clipping_high`` event is recorded.
+    """
+
+    def __init__(self, max_grad_norm: float, stop: StopReason, warn_above: float = 0.05):
+        self.max_grad_norm, self.stop, self.warn_above = max_grad_norm, stop, warn_above
+        self.logged = self.clipped = 0
+
+    @property
+    def fraction(self) -> float | None:
+        """Share of logged steps whose gradient norm exceeded ``max_grad_norm``."""
+        return self.clipped / self.logged if self.logged else None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        norm = (logs or {}).get("grad_norm")
+        if norm is not None and math.isfinite(norm):
+            self.logged += 1
+            self.clipped += norm > self.max_grad_norm
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.fraction is not None and self.fraction > self.warn_above:
+            self.stop.events.append({"step": state.global_step, "event": "clipping_high",
+                                     "fraction": round(self.fraction, 4),
+                                     "hint": "gradients clipped in more than 5% of steps: lower the LR (spec)"})
+        return control
+
+
 class EarlyStopping(TrainerCallback):
     """Stop on a validation plateau (patience in evaluations) or on an overfitting gap."""
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from transformers import TrainerCallback
 
-from cogumi.train.callbacks import EarlyStopping, FailOnce, LossGuard, StopReason
+from cogumi.train.callbacks import EarlyStopping, FailOnce, GradientMonitor, LossGuard, StopReason
 from cogumi.train.config import TrainConfig
 from cogumi.train.data import to_prompt_completion
 from cogumi.train.deepspeed import deepspeed_config
@@ -135,7 +135,8 @@ def run_sft(job: SFTJob, reporter: Reporter, device: str = "cpu") -> dict[str, A
     stop = StopReason()
     early = EarlyStopping(cfg.early_stopping, stop)
     probe = Probe(cfg, tokenizer, reporter, early, stop)
-    callbacks: list[TrainerCallback] = [LossGuard(cfg.explosion, stop), early, probe]
+    grads = GradientMonitor(cfg.max_grad_norm, stop)
+    callbacks: list[TrainerCallback] = [LossGuard(cfg.explosion, stop), early, grads, probe]
     if cfg.fail_once_at_step and job.fault_marker:
         callbacks.append(FailOnce(cfg.fail_once_at_step, *job.fault_marker))
     callbacks.extend(job.callbacks)
@@ -158,10 +159,12 @@ def run_sft(job: SFTJob, reporter: Reporter, device: str = "cpu") -> dict[str, A
         "stop_reason": stop.reason, "stop_detail": stop.detail, "events": stop.events,
         "global_step": state.global_step, "resumed_from_step": resumed_from, "max_steps": state.max_steps,
         "train_tokens": int(getattr(trainer, "_total_train_tokens", 0)), "train_seconds": round(elapsed, 2),
-        "trainable_params": int(trainable),
+        "trainable_params": int(trainable), "grad_clip_fraction": grads.fraction,
         "method": {"optimizer": optim_note, "attention": attn, "packing": packing_note if cfg.packing else
                    "off (padded batches)", "precision": str(dtype).replace("torch.", ""),
                    "base": "nf4 + double quant (bitsandbytes)" if cfg.qlora else f"{dtype} (no quantisation)",
+                   "fp32_parts": "norms, embeddings, lm_head (k-bit training prep; no autocast)" if cfg.qlora
+                   else "none",
                    "device": device, "deepspeed": cfg.deepspeed},
         "peak_memory_gb": _peak_memory_gb(device),
     }

@@ -212,7 +212,7 @@ def write_outputs(rec: StageRecorder, cfg: CogumiConfig, prep: dict[str, Any], r
         "best_perplexity": best_metrics.get("perplexity"), "best_step": best_metrics.get("step"),
         "checkpoints": len(history), "train_tokens": worker.get("train_tokens"),
         "train_seconds": worker.get("train_seconds"), "peak_memory_gb": worker.get("peak_memory_gb"),
-        "trainable_params": worker.get("trainable_params"),
+        "trainable_params": worker.get("trainable_params"), "grad_clip_fraction": worker.get("grad_clip_fraction"),
         "tokens_per_s": round(worker["train_tokens"] / worker["train_seconds"], 1)
         if worker.get("train_seconds") else None,
     })

@@ -140,3 +140,14 @@ def test_gpus_on_a_cpu_cluster_are_refused_before_training(ray_local, tiny_llama
     with pytest.raises(CogumiError, match=r"GPU\(s\).*this Ray cluster has 0"):
         run_train(cfg)
     assert not (tmp_path / "d" / "train").exists()
+
+
+@pytest.mark.slow
+def test_two_cpu_workers_train_one_adapter_with_ddp(ray_local, tiny_llama_dir, tmp_path):
+    write_parquet(tmp_path / "w" / "curate" / "curated.parquet", sum_rows(8))
+    cfg = load_config(None, _sets(tmp_path, "w", tiny_llama_dir, "train.max_steps=2", "train.eval_steps=2",
+                                  "train.save_steps=2", "train.batch_size=1", "train.num_workers=2",
+                                  "train.cpus_per_worker=0.9", "train.val_fraction=0.25"))
+    out = run_train(cfg)
+    assert out["method"]["workers"] == "2 x CPU" and out["metrics"]["global_step"] == 2
+    assert (tmp_path / "w" / "train" / "adapter" / "adapter_model.safetensors").is_file()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import TrainerControl, TrainerState
 
-from cogumi.train.callbacks import EarlyStopping, FailOnce, InjectedFault, LossGuard, StopReason
+from cogumi.train.callbacks import EarlyStopping, FailOnce, GradientMonitor, InjectedFault, LossGuard, StopReason
 from cogumi.train.config import EarlyStoppingConfig, ExplosionConfig
 
 
@@ -94,3 +94,12 @@ def test_fail_once_fires_one_time(tmp_path):
         cb.on_step_end(None, _state(2), TrainerControl())
     cb.on_step_end(None, _state(2), TrainerControl())  # a restarted worker passes
     assert (tmp_path / "marker").is_file()
+
+
+def test_clipping_in_more_than_5_percent_of_steps_is_flagged():
+    stop = StopReason()
+    mon = GradientMonitor(1.0, stop)
+    for norm in [0.5] * 18 + [2.0, 3.0]:
+        mon.on_log(None, _state(1), TrainerControl(), logs={"grad_norm": norm})
+    mon.on_train_end(None, _state(20), TrainerControl())
+    assert mon.fraction == 0.1 and stop.events[0]["event"] == "clipping_high"
