@@ -19,6 +19,7 @@ from cogumi.errors import CogumiError
 EXCLUDES = [".venv", ".venv/**", "runs", "runs/**", ".git", "**/__pycache__", ".pytest_cache", "*.gguf",
             "*.safetensors"]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+AGENT_WAIT_S = 120.0  # a fresh head answers before its job agent registers
 
 
 def job_entrypoint(phase: str, config: str | None, overrides: list[str], extra: list[str],
@@ -71,9 +72,9 @@ def submit(address: str, entrypoint: str, repo: Path, num_gpus: float = 0, wait:
         (submission id, final status or "PENDING"/"RUNNING" when not waiting).
     """
     client = connect(address)
-    job_id = client.submit_job(entrypoint=entrypoint,
-                               runtime_env={"working_dir": str(repo), "excludes": EXCLUDES},
-                               entrypoint_num_gpus=num_gpus or None)
+    job_id = _submit_when_agent_ready(client, echo, entrypoint=entrypoint,
+                                      runtime_env={"working_dir": str(repo), "excludes": EXCLUDES},
+                                      entrypoint_num_gpus=num_gpus or None)
     echo(f"submitted {job_id}: {entrypoint}")
     if not wait:
         return job_id, str(client.get_job_status(job_id).value)
@@ -84,6 +85,27 @@ def submit(address: str, entrypoint: str, repo: Path, num_gpus: float = 0, wait:
         time.sleep(0.5)
         status = str(client.get_job_status(job_id).value)
     return job_id, status
+
+
+def _submit_when_agent_ready(client, echo: Callable[[str], None], agent_wait_s: float = AGENT_WAIT_S,
+                             **job) -> str:
+    """``client.submit_job(**job)``, waiting while a freshly started head has no job agent yet.
+
+    Ray's dashboard answers before the head's job agent registers; the server then replies
+    500 "No available agent". That is transient, so retry for ``agent_wait_s``; any other error is raised.
+    """
+    deadline = time.time() + agent_wait_s
+    told = False
+    while True:
+        try:
+            return client.submit_job(**job)
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.time() > deadline:
+                raise
+            if not told:
+                echo(f"the Ray head has no job agent yet; retrying for up to {agent_wait_s:.0f} s")
+                told = True
+            time.sleep(2)
 
 
 async def _tail(client, job_id: str, echo: Callable[[str], None], timeout_s: float | None) -> None:

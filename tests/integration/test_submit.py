@@ -34,8 +34,10 @@ while True:
 @pytest.fixture(scope="module")
 def job_server():
     port = free_port()
+    # Jobs run `python jobs/...`: on this head that must be the test's interpreter, as on a real cluster image.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.Popen([sys.executable, "-c", HEAD, str(port)], stdout=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     address = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     while time.time() < deadline:
