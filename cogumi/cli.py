@@ -211,6 +211,8 @@ app.command("compare")(compare_cmd)
 app.command("distill")(distill_cmd)
 from cogumi.modifiers.commands import modifiers_cmd  # noqa: E402
 app.command("modifiers")(modifiers_cmd)
+from cogumi.pipeline.commands import pipeline_cmd  # noqa: E402
+app.command("pipeline")(pipeline_cmd)
 # (end of phase commands)
 
 

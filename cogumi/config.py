@@ -26,12 +26,13 @@ from cogumi.curate.config import CurateConfig, TeacherConfig
 from cogumi.errors import ConfigError
 from cogumi.evaluate.config import EvaluateConfig
 from cogumi.modifiers.config import ModifiersConfig
+from cogumi.pipeline.config import PipelineConfig
 from cogumi.route.config import RouterConfig
 from cogumi.serve.config import ServeConfig
 from cogumi.train.config import LoraConfig, TrainConfig
 
 __all__ = ["EMBEDDED_MODEL", "CogumiConfig", "CompressConfig", "CurateConfig", "EvaluateConfig", "LoraConfig",
-           "ModelConfig", "ModifiersConfig", "RouterConfig", "RunConfig", "SamplingConfig", "Section",
+           "ModelConfig", "ModifiersConfig", "PipelineConfig", "RouterConfig", "RunConfig", "SamplingConfig", "Section",
            "ServeConfig", "TeacherConfig", "TrainConfig", "dump_config", "load_config"]
 
 class CogumiConfig(Section):
@@ -48,6 +49,7 @@ class CogumiConfig(Section):
     modifiers: ModifiersConfig = Field(default_factory=ModifiersConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 
     def section_hash(self, *sections: str) -> str:
         """SHA-256 of the named sections (all when none), stable across key order."""

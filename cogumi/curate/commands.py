@@ -12,17 +12,6 @@ from cogumi.cli import ConfigOpt, SetOpt, _load, console, err_console, user_erro
 from cogumi.errors import CogumiError
 
 
-def prompt_inputs(prompts: str) -> dict[str, str]:
-    """Input digests of the prompt source (HF names are recorded by name)."""
-    from cogumi.artifacts import digest_path
-    from cogumi.curate.sources import embedded_seed_path
-
-    if prompts.startswith("hf:"):
-        return {"prompts": prompts}
-    path = str(embedded_seed_path()) if prompts == "embedded" else prompts
-    return {"prompts": digest_path(path)}
-
-
 @user_errors
 def curate_cmd(config: ConfigOpt = None, set_: SetOpt = None,
                force: Annotated[bool, typer.Option("--force", help="rerun even if the stage is up to date")] = False,
@@ -30,29 +19,25 @@ def curate_cmd(config: ConfigOpt = None, set_: SetOpt = None,
                                                                   help="Ray cluster (default: RAY_ADDRESS or local)")] = None,
                json_out: Annotated[bool, typer.Option("--json", help="print the stats as JSON")] = False) -> None:
     """Phase 0: teachers generate, the judge scores, rules filter, dedup; writes curated.parquet and a report."""
-    from cogumi.artifacts import RunDir
-    from cogumi.curate.pipeline import run_curation
+    from cogumi.curate.stage import curate_stage
 
     cfg = _load(config, set_)
     if ray_address:
         cfg.curate.ray.address = ray_address
-    stage = RunDir.open(cfg.run.root, cfg.run.name).stage("curate")
-    cfg_hash = cfg.section_hash("curate", "student", "judge")
-    inputs = prompt_inputs(cfg.curate.prompts)
-    if not force and stage.can_skip(cfg_hash, inputs):
-        err_console.print(f"curate is up to date in {stage.path} (use --force to rerun)")
+    result = curate_stage(cfg, force)
+    summary, stage_path = result["summary"], result["stage"]
+    if result["skipped"]:
+        err_console.print(f"curate is up to date in {stage_path} (use --force to rerun)")
         if json_out:
-            console.print_json(stage.run.fs.open_input_stream(stage.file("stats.json")).read().decode())
+            console.print_json(json.dumps(summary))
         return
-    with stage.begin(cfg_hash, inputs) as rec:
-        summary = run_curation(cfg, rec)
     if json_out:
         console.print_json(json.dumps(summary))
         return
     r = summary["rows"]
     console.print(f"curated {r['ok']} of {r['input']} rows (filtered {r['filtered']}, errors {r['error']}) "
-                  f"-> {stage.file('curated.parquet')}", highlight=False)
-    console.print(f"report: {stage.file('report.md')} · spent ${summary['cost_total_usd']:.4f}", highlight=False)
+                  f"-> {stage_path}/curated.parquet", highlight=False)
+    console.print(f"report: {stage_path}/report.md · spent ${summary['cost_total_usd']:.4f}", highlight=False)
 
 
 @user_errors

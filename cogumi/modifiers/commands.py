@@ -25,27 +25,23 @@ def modifiers_cmd(config: ConfigOpt = None, set_: SetOpt = None,
 
     import ray
 
-    from cogumi.artifacts import RunDir
-    from cogumi.modifiers.stage import STAGE, run_modifiers_stage, stage_key
+    from cogumi.modifiers.stage import modifiers_stage
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = _load(config, set_)
-    run = RunDir.open(cfg.run.root, cfg.run.name)
-    stage = run.stage(STAGE)
-    cfg_hash, inputs = stage_key(cfg)
-    if not force and stage.can_skip(cfg_hash, inputs):
-        err_console.print(f"modifiers are up to date in {stage.path} (use --force to rebuild)")
+    if ray_address and not ray.is_initialized():
+        ray.init(address=ray_address)
+    result = modifiers_stage(cfg, force)
+    metrics, stage_path = result["metrics"], result["stage"]
+    if result["skipped"]:
+        err_console.print(f"modifiers are up to date in {stage_path} (use --force to rebuild)")
         if json_out:
-            console.print_json(json.dumps(stage.manifest().metrics))
+            console.print_json(json.dumps(metrics))
         return
-    if not ray.is_initialized():
-        ray.init(address=ray_address, ignore_reinit_error=True)
-    with stage.begin(cfg_hash, inputs) as rec:
-        metrics = run_modifiers_stage(cfg, rec, run)
     if json_out:
         console.print_json(json.dumps(metrics))
         return
-    console.print(f"modifiers -> {stage.path}: {metrics['failures']} failures, {metrics['clusters']} clusters, "
+    console.print(f"modifiers -> {stage_path}: {metrics['failures']} failures, {metrics['clusters']} clusters, "
                   f"adapters {', '.join(metrics['adapters']) or 'none'}; cascade shares {metrics['cascade_shares']}; "
                   f"held-out delta {metrics['validation_delta']}", highlight=False)
     for msg in metrics["degraded"]:

@@ -48,6 +48,26 @@ def stage_key(cfg: CogumiConfig) -> tuple[str, dict[str, str]]:
     return cfg.section_hash("modifiers", "student", "judge", "train"), {"tasks": digest_path(tasks)}
 
 
+def modifiers_stage(cfg: CogumiConfig, force: bool = False) -> dict[str, Any]:
+    """Run (or skip, when its manifest matches) the modifiers stage on the current Ray (local when none).
+
+    Returns:
+        ``{"skipped", "stage", "metrics"}``.
+    """
+    import ray
+
+    run = RunDir.open(cfg.run.root, cfg.run.name)
+    stage = run.stage(STAGE)
+    cfg_hash, inputs = stage_key(cfg)
+    if not force and stage.can_skip(cfg_hash, inputs):
+        return {"skipped": True, "stage": stage.path, "metrics": stage.manifest().metrics}
+    if not ray.is_initialized():
+        ray.init(ignore_reinit_error=True)
+    with stage.begin(cfg_hash, inputs) as rec:
+        metrics = run_modifiers_stage(cfg, rec, run)
+    return {"skipped": False, "stage": stage.path, "metrics": metrics}
+
+
 def build_cascade(cfg: CogumiConfig, judge: MeteredEndpoint | None, cache_uri: str | None) -> Cascade:
     """The teacher cascade of ``modifiers.cascade`` (each tier a metered endpoint)."""
     mc = cfg.modifiers

@@ -52,8 +52,11 @@ def run_stages(cfg: CogumiConfig, stages: list[PipelineStage], force: set[str] |
                only: set[str] | None = None, console: Console | None = None) -> list[StageOutcome]:
     """Run ``stages`` in order.
 
+    Once a stage has really run (not skipped), every later stage is forced too: its
+    inputs may have changed even where its own manifest does not record them.
+
     Args:
-        force: stage names to rerun even when their manifests match.
+        force: stage names to rerun even when their manifests match ("all" forces every stage).
         only: run just these stages (the others are not touched).
         console: where progress goes (stderr console by default).
 
@@ -66,6 +69,7 @@ def run_stages(cfg: CogumiConfig, stages: list[PipelineStage], force: set[str] |
     console = console or Console(stderr=True)
     force = force or set()
     outcomes: list[StageOutcome] = []
+    upstream_ran = False
     chosen = [s for s in stages if only is None or s.name in only]
     columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[note]}"),
                TimeElapsedColumn())
@@ -80,14 +84,16 @@ def run_stages(cfg: CogumiConfig, stages: list[PipelineStage], force: set[str] |
                 progress.update(task, completed=1, note=f"not needed: {why}")
                 progress.advance(overall)
                 continue
+            forced = stage.name in force or "all" in force or upstream_ran
             try:
-                summary = stage.run(cfg, stage.name in force) or {}
+                summary = stage.run(cfg, forced) or {}
             except CogumiError as exc:
                 outcomes.append(StageOutcome(stage.name, "failed", time.perf_counter() - t0, str(exc)))
                 progress.update(task, note="[red]failed")
                 raise type(exc)(f"stage '{stage.name}' failed: {exc.what}", exc.where, exc.fix) from None
             seconds = time.perf_counter() - t0
             status = "skipped" if summary.get("skipped") else "ran"
+            upstream_ran = upstream_ran or status == "ran"
             outcomes.append(StageOutcome(stage.name, status, seconds, "", summary))
             progress.update(task, completed=1, note="up to date" if status == "skipped" else f"done in {seconds:.0f}s")
             progress.advance(overall)

@@ -28,8 +28,7 @@ def router_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     """
     import logging
 
-    from cogumi.artifacts import RunDir
-    from cogumi.route.stage import STAGE, resolve_source, run_router_stage, stage_key
+    from cogumi.route.stage import router_stage
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = _load(config, set_)
@@ -37,23 +36,19 @@ def router_cmd(config: ConfigOpt = None, set_: SetOpt = None,
         cfg.router.data.file, cfg.router.data.source = data, "file"
     if ray_address:
         cfg.router.extract.address = ray_address
-    run = RunDir.open(cfg.run.root, cfg.run.name)
-    stage = run.stage(STAGE)
-    source = resolve_source(cfg, run)
-    cfg_hash, inputs = stage_key(cfg, source)
-    if not force and stage.can_skip(cfg_hash, inputs):
-        err_console.print(f"router is up to date in {stage.path} (use --force to rebuild)")
+    result = router_stage(cfg, force)
+    metrics, stage_path, source = result["metrics"], result["stage"], result["source"]
+    if result["skipped"]:
+        err_console.print(f"router is up to date in {stage_path} (use --force to rebuild)")
         if json_out:
-            console.print_json(stage.run.fs.open_input_stream(stage.file("metrics.json")).read().decode())
+            console.print_json(json.dumps(metrics))
         return
-    with stage.begin(cfg_hash, inputs) as rec:
-        metrics = run_router_stage(cfg, rec, source)
     if json_out:
         console.print_json(json.dumps(metrics))
         return
     t = metrics["targets"]
     c = metrics["cascade"]
-    console.print(f"router -> {stage.path}  ({source.kind}: {metrics['rows']['total']} rows, "
+    console.print(f"router -> {stage_path}  ({source.kind}: {metrics['rows']['total']} rows, "
                   f"test {metrics['rows']['test']})", highlight=False)
     console.print(f"cascade router: test accuracy {c['test_accuracy']:.1%} (target {t['router_accuracy']['target']}:"
                   f" {'met' if t['router_accuracy']['met'] else 'NOT met'}); ECE {c['test_ece_raw']:.3f} -> "
@@ -64,5 +59,5 @@ def router_cmd(config: ConfigOpt = None, set_: SetOpt = None,
                   f"{metrics['escalation']['test']['accuracy']:.1%} · thresholds: operating "
                   f"{metrics['thresholds']['operating']}, recommended {metrics['thresholds']['recommended']}",
                   highlight=False)
-    console.print(f"report: {stage.file('report.md')} · serve it with "
-                  f"--set serve.routing.artifact={stage.path}", highlight=False)
+    console.print(f"report: {stage_path}/report.md · serve it with "
+                  f"--set serve.routing.artifact={stage_path}", highlight=False)

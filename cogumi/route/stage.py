@@ -87,6 +87,25 @@ def stage_key(cfg: CogumiConfig, source: RoutingSource) -> tuple[str, dict[str, 
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest(), inputs
 
 
+def router_stage(cfg: CogumiConfig, force: bool = False) -> dict[str, Any]:
+    """Run (or skip, when its manifest matches) the router stage.
+
+    Returns:
+        ``{"skipped", "stage", "source", "metrics"}`` (metrics as in ``metrics.json``).
+    """
+    run = RunDir.open(cfg.run.root, cfg.run.name)
+    stage = run.stage(STAGE)
+    source = resolve_source(cfg, run)
+    cfg_hash, inputs = stage_key(cfg, source)
+    if not force and stage.can_skip(cfg_hash, inputs):
+        with run.fs.open_input_stream(stage.file("metrics.json")) as f:
+            metrics = json.loads(f.read().decode())
+        return {"skipped": True, "stage": stage.path, "source": source, "metrics": metrics}
+    with stage.begin(cfg_hash, inputs) as rec:
+        metrics = run_router_stage(cfg, rec, source)
+    return {"skipped": False, "stage": stage.path, "source": source, "metrics": metrics}
+
+
 def run_router_stage(cfg: CogumiConfig, rec: StageRecorder, source: RoutingSource) -> dict[str, Any]:
     """Build the router artifact into the stage folder.
 

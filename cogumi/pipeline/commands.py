@@ -1,0 +1,110 @@
+"""``cogumi pipeline``: every phase in order on Ray, one report, then the served endpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Annotated, Optional
+
+import typer
+
+from cogumi.cli import ConfigOpt, SetOpt, _load, console, err_console, user_errors
+from cogumi.errors import CogumiError
+
+
+@user_errors
+def pipeline_cmd(config: ConfigOpt = None, set_: SetOpt = None,
+                 force: Annotated[Optional[list[str]], typer.Option(
+                     "--force", help="rerun this stage even if up to date (repeatable; 'all' for every stage)")]
+                 = None,
+                 only: Annotated[Optional[list[str]], typer.Option(
+                     "--only", help="run just this stage (repeatable); default: pipeline.stages")] = None,
+                 serve: Annotated[Optional[bool], typer.Option(
+                     "--serve/--no-serve", help="keep the endpoint up at the end (default: pipeline.serve)")] = None,
+                 ray_address: Annotated[Optional[str], typer.Option(
+                     "--ray-address", help="Ray cluster (default: RAY_ADDRESS, else a local one)")] = None) -> None:
+    """Curate → train (1A) → benchmark/compare → 1B → 1C → compress → modifiers → router → serve.
+
+    Finished stages whose manifests match are skipped; an interrupted one resumes. Ends with
+    runs/<name>/report/report.{md,html}, a probe of the served endpoint, and (unless --no-serve)
+    the endpoint up until Ctrl-C.
+    """
+    import ray
+
+    from cogumi.pipeline.config import STAGE_NAMES
+    from cogumi.pipeline.report import write_report
+    from cogumi.pipeline.runner import run_stages
+    from cogumi.pipeline.stages import PipelinePlan
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    cfg = _load(config, set_)
+    for name in [*(force or []), *(only or [])]:
+        if name not in STAGE_NAMES and name != "all":
+            raise CogumiError(f"unknown stage '{name}'", "--force/--only", f"choose from {', '.join(STAGE_NAMES)}")
+    if only:
+        cfg.pipeline.stages = [s for s in STAGE_NAMES if s in only]
+    keep_serving = cfg.pipeline.serve if serve is None else serve
+    address = ray_address or os.environ.get("RAY_ADDRESS")
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    plan = PipelinePlan(cfg)
+    chosen = [s for s in plan.stages() if s.name in cfg.pipeline.stages]
+    t0 = time.perf_counter()
+    outcomes = []
+    try:
+        outcomes = run_stages(cfg, chosen, force=set(force or []), console=err_console)
+    finally:
+        paths = write_report(plan.run)
+        _write_outcomes(plan, outcomes, time.perf_counter() - t0)
+    for o in outcomes:
+        detail = o.detail or ("up to date" if o.status == "skipped" else "")
+        console.print(f"{o.name:<10} {o.status:<8} {o.seconds:7.1f}s  {detail}", highlight=False)
+    console.print(f"pipeline finished in {time.perf_counter() - t0:.0f}s · report: {paths['markdown']} "
+                  f"and {paths['html']}", highlight=False)
+    if "serve" in cfg.pipeline.stages:
+        _serve(plan, keep_serving)
+
+
+def _write_outcomes(plan, outcomes, seconds: float) -> None:
+    path = plan.run.fs.open_output_stream(f"{plan.run.path}/report/pipeline.json")
+    with path as f:
+        f.write(json.dumps({"seconds": round(seconds, 1), "stages": [
+            {"name": o.name, "status": o.status, "seconds": round(o.seconds, 1), "detail": o.detail}
+            for o in outcomes]}, indent=2).encode())
+
+
+def _serve(plan, keep_serving: bool) -> None:
+    """Deploy what the run built, probe it, record the probe in the report, then serve or stop."""
+    from cogumi.pipeline.probe import probe, record_probe
+    from cogumi.pipeline.report import write_report
+    from cogumi.serve.runner import run_server
+
+    built = plan.built_config()
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def ready(url: str) -> None:
+        try:
+            keys = [k for k in os.environ.get("COGUMI_API_KEY", "").split(",") if k.strip()]
+            result = probe(url, keys[0] if keys else None, max_tokens=min(64, built.sampling.max_tokens))
+            record_probe(built, url, result)
+            paths = write_report(plan.run)
+            console.print(f"serve probe: {result['answered']}/{result['requests']} answered, median "
+                          f"{result['latency_ms_median']} ms, routes {result['routes']} · report updated: "
+                          f"{paths['html']}", highlight=False)
+        except BaseException as exc:  # noqa: BLE001 - re-raised after Serve shut down
+            failure.append(exc)
+            stop.set()
+            return
+        if keep_serving:
+            console.print(f"[bold green]cogumi serving[/] at {url}  (chat page {url}/ · API {url}/v1 · "
+                          f"Ctrl-C stops)", highlight=False)
+        else:
+            stop.set()
+
+    run_server(built.serve, None, on_ready=ready, stop=stop)
+    if failure:
+        raise failure[0]

@@ -1,0 +1,257 @@
+"""The pipeline's stages and how each one's config follows from what earlier stages built.
+
+Pure derivation (``*_config`` functions: config in, config out) is kept apart from
+running: :class:`PipelinePlan` knows which training stage produced the current
+student and turns the phase functions into :class:`~cogumi.pipeline.runner.PipelineStage`.
+
+The chain: curate → train (1A) → benchmark + compare (1B judge) → train-1b (on the
+comparison's failures) → distill + train-1c (when the decision tree asks) → compress
+(the latest merged model) → modifiers (adapters on that model) → router (features from
+the compressed GGUF that is served) → serve (GGUF base + GGUF LoRA modifiers + router).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+from cogumi.artifacts import RunDir
+from cogumi.config import CogumiConfig, ModelConfig
+from cogumi.errors import CogumiError
+from cogumi.pipeline.config import FollowUpTraining
+from cogumi.pipeline.runner import PipelineStage
+
+TRAIN_STAGES = ("train-1c", "train-1b", "train")  # newest first
+DECISION_RANK = {"skip": 0, "undecided": 0, "optional": 1, "required": 2}
+WHEN_RANK = {"always": 0, "optional": 1, "required": 2, "never": 99}
+
+
+# ---------------------------------------------------------------- pure derivation
+
+
+def merged_dir(cfg: CogumiConfig, train_stage: str) -> str:
+    """Where a training stage of this run writes its merged HF model."""
+    return posixpath.join(cfg.run.root, cfg.run.name, train_stage, "merged")
+
+
+def trained_student(cfg: CogumiConfig, train_stage: str) -> ModelConfig:
+    """The student after ``train_stage``: its merged model through the transformers backend."""
+    return ModelConfig(backend="transformers", model=merged_dir(cfg, train_stage), n_ctx=cfg.student.n_ctx,
+                       device=cfg.student.device, timeout_s=cfg.student.timeout_s)
+
+
+def train_config(cfg: CogumiConfig) -> CogumiConfig:
+    """Phase 1A: the ``train`` section as written, always merged (compression needs the merged model)."""
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"merge": True})})
+
+
+def followup_train_config(cfg: CogumiConfig, stage: str, data: str, previous: str,
+                          follow: FollowUpTraining) -> CogumiConfig:
+    """Phase 1B/1C: continue ``previous``'s adapter on ``data`` at the follow-up learning rate."""
+    update: dict[str, Any] = {"stage": stage, "data": data, "init_adapter": f"stage:{previous}/adapter",
+                              "learning_rate": follow.learning_rate, "warmup_ratio": follow.warmup_ratio,
+                              "merge": True}
+    if follow.max_steps is not None:
+        update["max_steps"] = follow.max_steps
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update=update)})
+
+
+def with_student(cfg: CogumiConfig, student: ModelConfig) -> CogumiConfig:
+    """``cfg`` evaluating ``student`` instead of the configured one."""
+    return cfg.model_copy(update={"student": student})
+
+
+def compress_config(cfg: CogumiConfig, train_stage: str | None) -> CogumiConfig:
+    """Compress the latest merged model (the configured ``compress.model`` when nothing was trained)."""
+    if train_stage is None or cfg.compress.model is not None:
+        return cfg
+    return cfg.model_copy(update={"compress": cfg.compress.model_copy(
+        update={"model": merged_dir(cfg, train_stage)})})
+
+
+def modifiers_config(cfg: CogumiConfig, train_stage: str | None) -> CogumiConfig:
+    """Modifiers mine and train on the latest trained student (unless ``modifiers.base`` names one)."""
+    if train_stage is None:
+        return cfg
+    student = trained_student(cfg, train_stage)
+    mods = cfg.modifiers if cfg.modifiers.base else cfg.modifiers.model_copy(update={"base": student})
+    return cfg.model_copy(update={"student": student, "modifiers": mods})
+
+
+def served_gguf(cfg: CogumiConfig) -> str:
+    """The compressed GGUF the pipeline serves: the zstd target type (Q5_K_M by default)."""
+    qtype = cfg.compress.zstd.target if cfg.compress.zstd.target in cfg.compress.gguf.types else \
+        cfg.compress.gguf.types[0]
+    return posixpath.join(cfg.run.root, cfg.run.name, "compress.gguf", f"model-{qtype.lower()}.gguf")
+
+
+def serving_config(cfg: CogumiConfig, gguf: str | None, adapters: str | None, router: str | None) -> CogumiConfig:
+    """Serve (and route over) what the run built: the GGUF base, the modifiers' adapters, the router."""
+    serve = cfg.serve
+    update: dict[str, Any] = {}
+    if gguf:
+        update["base"] = serve.base.model_copy(update={"backend": "llamacpp", "model": gguf, "gguf_file": None,
+                                                       "adapter": None, "logits_all": True})
+    if adapters and not serve.adapters_dir:
+        update["adapters_dir"] = adapters
+    if router and not serve.routing.artifact:
+        update["routing"] = serve.routing.model_copy(update={"artifact": router})
+    return cfg.model_copy(update={"serve": serve.model_copy(update=update)}) if update else cfg
+
+
+# ---------------------------------------------------------------- the plan
+
+
+class PipelinePlan:
+    """The stages of one pipeline run and what they learned about each other."""
+
+    def __init__(self, cfg: CogumiConfig):
+        self.cfg = cfg
+        self.run = RunDir.open(cfg.run.root, cfg.run.name)
+        # when `train` is not among the stages run now, continue from the newest finished one
+        self.latest_train: str | None = None if "train" in cfg.pipeline.stages else \
+            next((s for s in TRAIN_STAGES if self._done(s)), None)
+        self.decision: str | None = None
+        self.failures = 0
+        self.serving: CogumiConfig | None = None
+
+    # -- helpers
+    def _done(self, stage: str) -> bool:
+        m = self.run.stage(stage).manifest()
+        return m is not None and m.status == "done"
+
+    def _student(self) -> CogumiConfig:
+        return with_student(self.cfg, trained_student(self.cfg, self.latest_train)) if self.latest_train else self.cfg
+
+    def _need_train(self, what: str) -> None:
+        if self.latest_train is None:
+            raise CogumiError(f"{what} needs a trained student but no training stage ran in this pipeline",
+                              "pipeline.stages", "keep 'train' in pipeline.stages (a finished one is skipped)")
+
+    def built_config(self) -> CogumiConfig:
+        """The config that routes and serves what this run built (the parts that exist)."""
+        gguf = served_gguf(self.cfg)
+        adapters = posixpath.join(self.run.path, "modifiers", "adapters")
+        return serving_config(
+            self.cfg, gguf if self._done("compress.gguf") else None,
+            adapters if self._done("modifiers") else None,
+            self.run.stage("router").path if self._done("router") else None)
+
+    # -- stage functions: (cfg, force) -> summary with "skipped"
+    def curate(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+        from cogumi.curate.stage import curate_stage
+
+        return curate_stage(cfg, force)
+
+    def train(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+        from cogumi.train.stage import run_train
+
+        out = run_train(train_config(cfg), force)
+        self.latest_train = "train"
+        return out
+
+    def benchmark(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+        from cogumi.evaluate.benchmark import benchmark_stage
+
+        self._need_train("benchmark")
+        return benchmark_stage(self._student(), force)
+
+    def compare(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+        from cogumi.evaluate.compare import compare_stage
+
+        self._need_train("compare")
+        out = compare_stage(self._student(), force=force)
+        self.decision = out["results"]["decision"]["phase_1c"]
+        self.failures = _count_lines(self.run, "compare", "failures.jsonl")
+        return out
+
+    def gate_1b(self, cfg: CogumiConfig) -> tuple[bool, str]:
+        if not cfg.pipeline.phase_1b.enabled:
+            return False, "pipeline.phase_1b.enabled is false"
+        if self.latest_train is None:
+            return False, "no Phase 1A adapter to continue"
+        if self.failures == 0:
+            return False, "the comparison found no failures"
+        return True, ""
+
+    def train_1b(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+        from cogumi.train.stage import run_train
+
+        out = run_train(followup_train_config(cfg, "train-1b", "stage:compare/failures.jsonl", self.latest_train,
+                                              cfg.pipeline.phase_1b), force)
+        self.latest_train = "train-1b"
+        return out
+
+    def gate_1c(self, cfg: CogumiConfig) -> tuple[bool, str]:
+        p = cfg.pipeline
+        if not p.phase_1c.enabled or p.distill_when == "never":
+            return False, "Phase 1C is turned off (pipeline.phase_1c / pipeline.distill_when)"
+        if self.latest_train is None:
+            return False, "no trained student to distil from"
+        if p.distill_when == "always":
+            return True, ""
+        if self.decision is None:
+            return False, "no comparison decision (the compare stage did not run)"
+        if DECISION_RANK.get(self.decision, 0) >= WHEN_RANK[p.distill_when]:
+            return True, ""
+        return False, f"the comparison decided '{self.decision}' (pipeline.distill_when: {p.distill_when})"
+
+    def distill(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+        from cogumi.evaluate.distill_stage import distill_stage
+
+        return distill_stage(self._student(), force)
+
+    def gate_train_1c(self, cfg: CogumiConfig) -> tuple[bool, str]:
+        ok, why = self.gate_1c(cfg)
+        if ok and _count_lines(self.run, "distill", "distilled.jsonl") == 0:
+            return False, "distillation kept no examples"
+        return ok, why
+
+    def train_1c(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+        from cogumi.train.stage import run_train
+
+        out = run_train(followup_train_config(cfg, "train-1c", "stage:distill/distilled.jsonl", self.latest_train,
+                                              cfg.pipeline.phase_1c), force)
+        self.latest_train = "train-1c"
+        return out
+
+    def compress(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+        from cogumi.compress.pipeline import run_compress
+
+        return run_compress(compress_config(cfg, self.latest_train), force=force)
+
+    def modifiers(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+        from cogumi.modifiers.stage import modifiers_stage
+
+        return modifiers_stage(modifiers_config(cfg, self.latest_train), force)
+
+    def router(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+        from cogumi.route.stage import router_stage
+
+        out = router_stage(self.built_config(), force)
+        out["source"] = out["source"].kind
+        return out
+
+    def stages(self) -> list[PipelineStage]:
+        """Every stage in order; ``serve`` is run by the command after the report, not here."""
+        return [
+            PipelineStage("curate", "teachers, judge, filters, dedup", self.curate),
+            PipelineStage("train", "QLoRA SFT (Phase 1A)", self.train),
+            PipelineStage("benchmark", "standard and code benchmarks, perplexity", self.benchmark),
+            PipelineStage("compare", "judge comparison with a reference (Phase 1B)", self.compare),
+            PipelineStage("train-1b", "targeted retraining on failures (Phase 1B.3)", self.train_1b, self.gate_1b),
+            PipelineStage("distill", "self-consistency distillation (Phase 1C)", self.distill, self.gate_1c),
+            PipelineStage("train-1c", "training on distilled answers (Phase 1C)", self.train_1c, self.gate_train_1c),
+            PipelineStage("compress", "2:4 pruning, 4-bit, GGUF, zstd (Phase 2)", self.compress),
+            PipelineStage("modifiers", "domain adapters (Phase 3)", self.modifiers),
+            PipelineStage("router", "calibrated routing (Phase 4)", self.router),
+        ]
+
+
+def _count_lines(run: RunDir, stage: str, name: str) -> int:
+    path = run.stage(stage).file(name)
+    try:
+        with run.fs.open_input_stream(path) as f:
+            return sum(1 for line in f.read().decode().splitlines() if line.strip())
+    except (FileNotFoundError, OSError):
+        return 0
