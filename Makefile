@@ -20,10 +20,12 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# The main job: the whole pipeline on local Ray, ending with the endpoint up (Ctrl-C stops it).
+# SERVE=--no-serve probes the endpoint, writes the report and exits.
+SERVE   ?=
 demo: install
 	$(BIN)/cogumi doctor --config $(CONFIG)
-	$(BIN)/cogumi generate --config $(CONFIG) --backend llamacpp "Explain in two sentences why the sky is blue."
-	$(BIN)/cogumi generate --config $(CONFIG) --backend transformers "Explain in two sentences why the sky is blue."
+	$(BIN)/cogumi pipeline --config $(CONFIG) $(SERVE)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \

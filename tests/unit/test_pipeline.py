@@ -1,0 +1,119 @@
+"""Pipeline sequencing (skip, force cascade, gates, failure) and the config each stage derives."""
+
+from __future__ import annotations
+
+import pytest
+from rich.console import Console
+
+from cogumi.artifacts import RunDir
+from cogumi.config import load_config
+from cogumi.errors import CogumiError
+from cogumi.pipeline.runner import PipelineStage, run_stages
+from cogumi.pipeline.stages import (
+    PipelinePlan,
+    compress_config,
+    followup_train_config,
+    modifiers_config,
+    served_gguf,
+    serving_config,
+    train_config,
+    trained_student,
+)
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return load_config("configs/local.yaml", [f"run.root={tmp_path}", "run.name=r"])
+
+
+def _quiet() -> Console:
+    return Console(file=open("/dev/null", "w"))  # noqa: SIM115
+
+
+def _recorder(calls: list, skip: set[str]):
+    def make(name: str):
+        def fn(cfg, force):
+            calls.append((name, force))
+            return {"skipped": name in skip and not force}
+        return fn
+    return make
+
+
+def test_runner_skips_then_forces_everything_after_a_stage_that_ran(cfg):
+    calls: list = []
+    make = _recorder(calls, skip={"a", "b", "c"})
+    stages = [PipelineStage(n, n, make(n)) for n in "abc"]
+    out = run_stages(cfg, stages, console=_quiet())
+    assert [o.status for o in out] == ["skipped"] * 3 and calls == [("a", False), ("b", False), ("c", False)]
+    calls.clear()
+    out = run_stages(cfg, stages, force={"b"}, console=_quiet())
+    assert calls == [("a", False), ("b", True), ("c", True)]
+    assert [o.status for o in out] == ["skipped", "ran", "ran"]
+
+
+def test_runner_gates_and_names_the_failing_stage(cfg):
+    calls: list = []
+    make = _recorder(calls, skip=set())
+
+    def boom(cfg, force):
+        raise CogumiError("disk full", "somewhere", "free space")
+
+    stages = [PipelineStage("a", "a", make("a"), gate=lambda c: (False, "not asked")),
+              PipelineStage("b", "b", boom), PipelineStage("c", "c", make("c"))]
+    with pytest.raises(CogumiError, match="stage 'b' failed: disk full"):
+        run_stages(cfg, stages, console=_quiet())
+    assert calls == []  # a gated, c never reached
+
+
+def test_followup_training_continues_the_previous_adapter_at_the_lower_rate(cfg):
+    a = train_config(cfg)
+    assert a.train.merge and a.train.stage == "train" and a.train.learning_rate == cfg.train.learning_rate
+    b = followup_train_config(cfg, "train-1b", "stage:compare/failures.jsonl", "train", cfg.pipeline.phase_1b)
+    assert (b.train.stage, b.train.data, b.train.init_adapter) == \
+        ("train-1b", "stage:compare/failures.jsonl", "stage:train/adapter")
+    assert b.train.learning_rate == 5e-6 and b.train.merge and b.train.max_steps == cfg.train.max_steps
+    assert cfg.train.stage == "train"  # the original is untouched
+
+
+def test_downstream_stages_use_the_latest_trained_model(cfg, tmp_path):
+    student = trained_student(cfg, "train-1b")
+    assert student.backend == "transformers" and student.model == f"{tmp_path}/r/train-1b/merged"
+    assert compress_config(cfg, "train-1b").compress.model == f"{tmp_path}/r/train-1b/merged"
+    assert compress_config(cfg, None).compress.model is None
+    m = modifiers_config(cfg, "train")
+    assert m.modifiers.base.model == f"{tmp_path}/r/train/merged" and m.student.backend == "transformers"
+
+
+def test_serving_uses_the_compressed_gguf_adapters_and_router(cfg, tmp_path):
+    gguf = served_gguf(cfg)
+    assert gguf == f"{tmp_path}/r/compress.gguf/model-q5_k_m.gguf"
+    s = serving_config(cfg, gguf, "/a/adapters", "/a/router").serve
+    assert (s.base.backend, s.base.model, s.base.logits_all) == ("llamacpp", gguf, True)
+    assert s.adapters_dir == "/a/adapters" and s.routing.artifact == "/a/router"
+    assert serving_config(cfg, None, None, None).serve == cfg.serve
+
+
+def test_phase_1c_gate_follows_the_decision_tree(cfg):
+    plan = PipelinePlan(cfg)
+    plan.latest_train = "train"
+    for decision, when, runs in [("required", "required", True), ("optional", "required", False),
+                                 ("optional", "optional", True), ("skip", "optional", False),
+                                 ("skip", "always", True), ("required", "never", False)]:
+        plan.decision = decision
+        cfg.pipeline.distill_when = when
+        assert plan.gate_1c(cfg)[0] is runs, (decision, when)
+    plan.failures = 0
+    assert plan.gate_1b(cfg) == (False, "the comparison found no failures")
+
+
+def test_a_plan_without_train_continues_from_the_newest_finished_training(cfg):
+    run = RunDir.open(cfg.run.root, cfg.run.name)
+    for name in ("train", "train-1b"):
+        with run.stage(name).begin("h"):
+            pass
+    cfg.pipeline.stages = ["compress", "modifiers"]
+    assert PipelinePlan(cfg).latest_train == "train-1b"
+    cfg.pipeline.stages = ["benchmark"]
+    cfg.run.name = "untrained"
+    with pytest.raises(CogumiError, match="needs a trained student"):
+        PipelinePlan(cfg).benchmark(cfg, False)
