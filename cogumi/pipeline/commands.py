@@ -65,7 +65,7 @@ def pipeline_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     console.print(f"pipeline finished in {time.perf_counter() - t0:.0f}s · report: {paths['markdown']} "
                   f"and {paths['html']}", highlight=False)
     if "serve" in cfg.pipeline.stages:
-        _serve(plan, keep_serving)
+        _serve(plan, keep_serving, forced=bool({"serve", "all"} & set(force or [])))
 
 
 def _write_outcomes(plan, outcomes, seconds: float) -> None:
@@ -76,13 +76,16 @@ def _write_outcomes(plan, outcomes, seconds: float) -> None:
             for o in outcomes]}, indent=2).encode())
 
 
-def _serve(plan, keep_serving: bool) -> None:
+def _serve(plan, keep_serving: bool, forced: bool) -> None:
     """Deploy what the run built, probe it, record the probe in the report, then serve or stop."""
-    from cogumi.pipeline.probe import probe, record_probe
+    from cogumi.pipeline.probe import probe, probe_up_to_date, record_probe
     from cogumi.pipeline.report import write_report
     from cogumi.serve.runner import run_server
 
     built = plan.built_config()
+    if not keep_serving and not forced and probe_up_to_date(built):
+        console.print("serve    skipped     0.0s  probe up to date (use `cogumi serve` to serve it)", highlight=False)
+        return
     stop = threading.Event()
     failure: list[BaseException] = []
 

@@ -67,11 +67,27 @@ def probe(url: str, api_key: str | None, max_tokens: int) -> dict[str, Any]:
             "routes": routes, "rows": rows}
 
 
+def probe_key(cfg: CogumiConfig) -> tuple[str, dict[str, str]]:
+    """(config hash, inputs) of the serve probe: the serve section and the stages it serves."""
+    run = RunDir.open(cfg.run.root, cfg.run.name)
+    inputs = {}
+    for name in ("compress.gguf", "modifiers", "router"):
+        m = run.stage(name).manifest()
+        if m is not None and m.status == "finished":
+            inputs[name] = run.stage(name).digest()
+    return cfg.section_hash("serve"), inputs
+
+
+def probe_up_to_date(cfg: CogumiConfig) -> bool:
+    """True when the last probe was of exactly this serving config and these artifacts."""
+    return RunDir.open(cfg.run.root, cfg.run.name).stage(STAGE).can_skip(*probe_key(cfg))
+
+
 def record_probe(cfg: CogumiConfig, url: str, result: dict[str, Any]) -> str:
     """Write the probe into the ``serve`` stage (manifest metrics + ``report.md``); returns the stage path."""
     run = RunDir.open(cfg.run.root, cfg.run.name)
     stage = run.stage(STAGE)
-    with stage.begin(cfg.section_hash("serve")) as rec:
+    with stage.begin(*probe_key(cfg)) as rec:
         rec.metrics.update({k: v for k, v in result.items() if k != "rows"})
         rec.method.update(base=f"{cfg.serve.base.backend}:{cfg.serve.base.model}",
                           adapters=str(cfg.serve.adapters_dir), router=str(cfg.serve.routing.artifact or "built-in"),

@@ -42,6 +42,9 @@ def cluster():
     for name, cpus in workers:
         c.add_node(num_cpus=cpus, resources={name: 1})
     try:
+        # the state API and job clients find a cluster through RAY_ADDRESS; without it they pick the newest
+        # Ray on this machine, which may be someone else's
+        os.environ["RAY_ADDRESS"] = c.address
         ray.init(address=c.address, log_to_driver=False)
         c.wait_for_nodes()
         yield c
@@ -64,11 +67,12 @@ def node_names() -> dict[str, str]:
     return out
 
 
-def actors(class_name: str) -> list[Any]:
-    """Actors (alive and dead) of ``class_name`` from Ray's state API."""
+def actors(class_prefix: str) -> list[Any]:
+    """Actors (alive and dead) whose class name starts with ``class_prefix``, from Ray's state API."""
     from ray.util.state import list_actors
 
-    return list_actors(filters=[("class_name", "=", class_name)], detail=True, limit=10_000, raise_on_missing_output=False)
+    return [a for a in list_actors(detail=True, limit=10_000, raise_on_missing_output=False)
+            if (a.class_name or "").startswith(class_prefix)]
 
 
 def kill_pid(pid: int) -> None:

@@ -1,9 +1,9 @@
 """Curation (Phase 0) on a 3-node cluster: spread over nodes, then a teacher worker SIGKILLed mid-run.
 
 The teacher and judge are a real local OpenAI-compatible server (the embedded SmolLM2
-behind uvicorn, started in this driver). Part ``spread``: two teacher actors, a filter
-and a judge actor need 1.75 CPUs, more than one worker node holds, and Ray Data spreads
-them. Part ``fault``: once the teacher is answering, the process of a teacher actor that is
+behind uvicorn, started in this driver). Part ``spread``: two teacher actors (0.5 CPU each),
+a filter (0.25) and a judge actor (0.5) need more CPUs than one worker node holds, and Ray
+Data's default SPREAD strategy places them over both. Part ``fault``: once the teacher is answering, the process of a teacher actor that is
 running a batch is killed; Ray Data restarts the actor and retries the batch.
 """
 
@@ -22,14 +22,12 @@ PROMPTS = [
     ("What is 2 + 3?", "math"), ("Name a primary colour.", "conversation"), ("What is 7 times 6?", "math"),
     ("Write a haiku about rain.", "creative"), ("What does a CPU do?", "science"),
     ("Write a Python function that doubles a number.", "code"), ("Why do leaves change colour?", "science"),
-    ("Greet a new colleague in one sentence.", "conversation"), ("What is 15 minus 4?", "math"),
-    ("If all cats are animals, is a cat an animal?", "reasoning"), ("Name a planet.", "science"),
-    ("Write a two-word slogan for tea.", "creative"),
+    ("If all cats are animals, is a cat an animal?", "reasoning"),
 ]
-MAP_WORKER = "_MapWorker"
+MAP_WORKER = "MapWorker("  # Ray Data names its actors MapWorker(MapBatches(<UDF>))
 
 
-def write_inputs(work: Path, server, name: str) -> Path:
+def write_inputs(work: Path, server, name: str, judge: bool) -> Path:
     from tests.integration.curate.conftest import write_config, write_prompts
 
     folder = work / name
@@ -37,9 +35,9 @@ def write_inputs(work: Path, server, name: str) -> Path:
     prompts = write_prompts(folder / "prompts.jsonl",
                             [{"instruction": p, "domain": d, "difficulty": "easy"} for p, d in PROMPTS])
     return write_config(folder, server, prompts, run={"name": name},
-                        curate={"max_new_tokens": 16, "cache": str(folder / "cache"),
-                                "judge": {"max_tokens": 24},
-                                "ray": {"batch_size": 3, "teacher_workers": 2, "judge_workers": 1}})
+                        curate={"max_new_tokens": 8, "cache": str(folder / "cache"),
+                                "judge": {"enabled": judge, "max_tokens": 16, "parse_attempts": 1},
+                                "ray": {"batch_size": 2, "teacher_workers": 2, "judge_workers": 1}})
 
 
 def curate(config: Path) -> dict[str, Any]:
@@ -70,7 +68,7 @@ def accounting(config: Path, name: str) -> dict[str, Any]:
 
 def new_workers(before: set[str]) -> list[dict[str, Any]]:
     names = node_names()
-    return [{"actor_id": a.actor_id, "repr": a.repr_name, "node": names.get(a.node_id, a.node_id),
+    return [{"actor_id": a.actor_id, "class": a.class_name, "node": names.get(a.node_id, a.node_id),
              "state": a.state, "restarts": a.num_restarts, "pid": a.pid}
             for a in actors(MAP_WORKER) if a.actor_id not in before]
 
@@ -88,7 +86,7 @@ def finished_task_nodes(before_s: float) -> dict[str, list[str]]:
 
 
 def spread(work: Path, server) -> dict[str, Any]:
-    config = write_inputs(work, server, "spread")
+    config = write_inputs(work, server, "spread", judge=True)
     before, t0 = {a.actor_id for a in actors(MAP_WORKER)}, time.time()
     out = curate(config)
     return out | accounting(config, "spread") | {"map_workers": new_workers(before),
@@ -101,7 +99,7 @@ def busy_teacher(before: set[str]) -> Any:
     from ray.util.state import list_tasks
 
     for a in actors(MAP_WORKER):
-        if a.actor_id in before or a.state != "ALIVE" or "TeacherUDF" not in (a.repr_name or ""):
+        if a.actor_id in before or a.state != "ALIVE" or "TeacherUDF" not in a.class_name:
             continue
         running = list_tasks(filters=[("actor_id", "=", a.actor_id), ("state", "=", "RUNNING")],
                              raise_on_missing_output=False)
@@ -111,7 +109,7 @@ def busy_teacher(before: set[str]) -> Any:
 
 
 def fault(work: Path, server) -> dict[str, Any]:
-    config = write_inputs(work, server, "fault")
+    config = write_inputs(work, server, "fault", judge=False)
     server.requests.clear()
     before = {a.actor_id for a in actors(MAP_WORKER)}
     killed: dict[str, Any] = {}

@@ -1,0 +1,81 @@
+"""`cogumi pipeline` end to end on the embedded default, as a user runs it (its own local Ray, a subprocess).
+
+A reduced configs/local.yaml (fewer prompts, steps and tasks) keeps it to minutes; every
+stage still really runs: curation, QLoRA + merge, lm-eval/code/perplexity, the judge
+comparison, 1B retraining on its failures, GGUF + zstd, modifiers, router, Serve + probe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cogumi.artifacts import digest_path
+from tests.support.openai_server import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600)]
+REPO = Path(__file__).resolve().parents[2]
+
+SMALL = [
+    "curate.limit=6",
+    "train.max_steps=2", "train.eval_steps=1", "train.save_steps=1", "train.val_fraction=0.2",
+    "evaluate.benchmark.harness.limit=2", "evaluate.benchmark.code.limit=2",
+    "evaluate.benchmark.parts=[harness,code,perplexity]",
+    "evaluate.compare.samples_per_category=1", "evaluate.compare.answer_tokens=48",
+    "pipeline.phase_1b.max_steps=1", "pipeline.distill_when=never",
+    "compress.prune.enabled=false", "compress.quantize.enabled=false", "compress.gguf.types=[Q5_K_M]",
+    "compress.calibration.num_samples=4",
+    "modifiers.domains={reasoning: {rank: 4, verify: math}}", "modifiers.tasks_per_domain=3",
+    "modifiers.adapter.max_steps=1", "modifiers.clusters=2",
+    "router.data.proxy_prompts=12",
+]
+
+
+def _pipeline(tmp_path: Path, port: int, *extra: str) -> subprocess.CompletedProcess:
+    sets = [a for s in [*SMALL, f"run.root={tmp_path}", "run.name=e2e", f"serve.port={port}"] for a in ("--set", s)]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.run([sys.executable, "-m", "cogumi", "pipeline", "--config", "configs/local.yaml", *sets,
+                           "--no-serve", *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=3300)
+
+
+def test_pipeline_runs_every_phase_then_skips_them_all(tmp_path):
+    port = free_port()
+    first = _pipeline(tmp_path, port)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-6000:]
+    run = tmp_path / "e2e"
+    outcome = {s["name"]: s for s in json.loads((run / "report" / "pipeline.json").read_text())["stages"]}
+    for name in ("curate", "train", "benchmark", "compare", "compress", "modifiers", "router"):
+        assert outcome[name]["status"] == "ran", outcome[name]
+    assert outcome["distill"]["status"] == "gated" and outcome["train-1c"]["status"] == "gated"
+    failures = (run / "compare" / "failures.jsonl").read_text().strip()
+    assert outcome["train-1b"]["status"] == ("ran" if failures else "gated")
+
+    # the chain: each stage consumed what the previous one built
+    compress_in = json.loads((run / "compress.baseline" / "manifest.json").read_text())
+    latest = "train-1b" if failures else "train"
+    assert compress_in["inputs"]["model"] == digest_path(str(run / latest / "merged"))
+    assert (run / "compress.gguf" / "model-q5_k_m.gguf").is_file()
+    router = "".join(p.read_text() for p in (run / "router").glob("*.json"))
+    assert '"kind": "modifiers"' in router and "compress.gguf/model-q5_k_m.gguf" in router
+    probe = json.loads((run / "serve" / "probe.json").read_text())
+    assert probe["answered"] == probe["requests"] > 0 and probe["latency_ms_median"] > 0
+    serve_method = json.loads((run / "serve" / "manifest.json").read_text())["method"]
+    assert "model-q5_k_m.gguf" in serve_method["base"] and serve_method["adapters"].endswith("modifiers/adapters")
+
+    report = (run / "report" / "report.md").read_text()
+    for section in ("## curate", "## train", "## benchmark", "## compare", "## compress.gguf", "## modifiers",
+                    "## router", "## serve"):
+        assert section in report, section
+    assert "data:image/png;base64," in (run / "report" / "report.html").read_text()
+
+    second = _pipeline(tmp_path, port)
+    assert second.returncode == 0, second.stderr[-4000:]
+    again = json.loads((run / "report" / "pipeline.json").read_text())
+    assert {s["status"] for s in again["stages"]} <= {"skipped", "gated"}, again
+    assert "probe up to date" in second.stdout
