@@ -1,6 +1,6 @@
 """Dedup throughput and quality: Cogumi's vectorised MinHash-LSH vs the spec's datasketch algorithm.
 
-Usage: python benchmarks/curate_dedup.py [--docs 2000] [--chars 1000] [--json out.json]
+Usage: python benchmarks/dedup.py [--docs 2000] [--chars 1000] [--json out.json]
 
 One corpus (random Zipf text with planted near-duplicates at Jaccard ~0.6-1.0 and
 some exact copies) goes through:

@@ -1,6 +1,6 @@
 """Cluster-wide rate limit: 4 Ray workers against a local HTTP server with an RPM cap.
 
-Usage: python benchmarks/curate_rate_limit.py [--rpm 600] [--seconds 30] [--workers 4]
+Usage: python benchmarks/rate_limit.py [--rpm 600] [--seconds 30] [--workers 4]
 
 A tiny OpenAI-compatible server (uvicorn, fixed answer, records the arrival time
 of every request) runs in this process. Four Ray tasks each send chat requests
