@@ -111,9 +111,13 @@ class RunDir:
                     f"run directory {path} belongs to run '{info.get('name')}', not '{name}'",
                     info_path, "choose another run.name or run.root")
             return cls(fs, path, name, info["run_id"])
-        fs.create_dir(path, recursive=True)
         run_id = uuid.uuid4().hex
-        _write(fs, info_path, json.dumps({"name": name, "run_id": run_id, "created_at": _now()}, indent=2))
+        try:
+            fs.create_dir(path, recursive=True)
+            _write(fs, info_path, json.dumps({"name": name, "run_id": run_id, "created_at": _now()}, indent=2))
+        except OSError as exc:
+            raise ArtifactError(f"cannot write the run directory ({exc})", f"{root} (run.root)",
+                                "point run.root at a writable folder or bucket (and check its credentials)") from None
         return cls(fs, path, name, run_id)
 
     def stage(self, name: str) -> StageDir:

@@ -48,9 +48,14 @@ def pipeline_cmd(config: ConfigOpt = None, set_: SetOpt = None,
         cfg.pipeline.stages = [s for s in STAGE_NAMES if s in only]
     keep_serving = cfg.pipeline.serve if serve is None else serve
     address = ray_address or os.environ.get("RAY_ADDRESS")
+    plan = PipelinePlan(cfg)  # checks the run directory can be opened before any cluster work
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    plan = PipelinePlan(cfg)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise CogumiError(f"cannot reach the Ray cluster at {address} ({str(exc).splitlines()[0][:200]})",
+                              "--ray-address / RAY_ADDRESS", "start the cluster (`ray up cluster.yaml`) or leave "
+                              "the address out to run on a local Ray") from None
     chosen = [s for s in plan.stages() if s.name in cfg.pipeline.stages]
     t0 = time.perf_counter()
     outcomes = []

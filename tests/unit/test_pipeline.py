@@ -117,3 +117,20 @@ def test_a_plan_without_train_continues_from_the_newest_finished_training(cfg):
     cfg.run.name = "untrained"
     with pytest.raises(CogumiError, match="needs a trained student"):
         PipelinePlan(cfg).benchmark(cfg, False)
+
+
+def test_bad_input_is_one_paragraph_naming_what_and_where(tmp_path):
+    from typer.testing import CliRunner
+
+    from cogumi.cli import app
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    res = CliRunner().invoke(app, ["pipeline", "-c", "configs/local.yaml", "--set", f"run.root={blocker}/sub",
+                                   "--no-serve"])
+    assert res.exit_code == 2 and "cannot write the run directory" in res.output and "run.root" in res.output
+    res = CliRunner().invoke(app, ["pipeline", "-c", "configs/local.yaml", "--only", "nonsense"])
+    assert res.exit_code == 2 and "unknown stage 'nonsense'" in res.output
+    res = CliRunner().invoke(app, ["pipeline", "-c", "configs/local.yaml", "--set", f"run.root={tmp_path}",
+                                   "--set", "pipeline.stages=[curate,bogus]"])
+    assert res.exit_code == 2 and "pipeline.stages" in res.output
