@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -62,8 +61,8 @@ def pipeline_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     try:
         outcomes = run_stages(cfg, chosen, force=set(force or []), console=err_console)
     finally:
+        _record_pipeline(plan, cfg, outcomes, time.perf_counter() - t0)
         paths = write_report(plan.run)
-        _write_outcomes(plan, outcomes, time.perf_counter() - t0)
     for o in outcomes:
         detail = o.detail or ("up to date" if o.status == "skipped" else "")
         console.print(f"{o.name:<10} {o.status:<8} {o.seconds:7.1f}s  {detail}", highlight=False)
@@ -73,12 +72,26 @@ def pipeline_cmd(config: ConfigOpt = None, set_: SetOpt = None,
         _serve(plan, keep_serving, forced=bool({"serve", "all"} & set(force or [])))
 
 
-def _write_outcomes(plan, outcomes, seconds: float) -> None:
-    path = plan.run.fs.open_output_stream(f"{plan.run.path}/report/pipeline.json")
-    with path as f:
-        f.write(json.dumps({"seconds": round(seconds, 1), "stages": [
-            {"name": o.name, "status": o.status, "seconds": round(o.seconds, 1), "detail": o.detail}
-            for o in outcomes]}, indent=2).encode())
+def _record_pipeline(plan, cfg, outcomes, seconds: float) -> None:
+    """The ``pipeline`` stage: the cluster it ran on and each stage's status and time."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    total = ray.cluster_resources()
+    cluster = {"nodes": len(nodes), "cpus": total.get("CPU", 0), "gpus": total.get("GPU", 0),
+               "memory_gb": round(total.get("memory", 0) / 1e9, 1)}
+    stages = [{"name": o.name, "status": o.status, "seconds": round(o.seconds, 1), "detail": o.detail}
+              for o in outcomes]
+    with plan.run.stage("pipeline").begin(cfg.section_hash()) as rec:
+        rec.metrics.update({"seconds": round(seconds, 1), "cluster": cluster,
+                            "stages": {s["name"]: f"{s['status']} {s['seconds']}s" for s in stages}})
+        rec.method["ray"] = f"{len(nodes)} node(s), Ray {ray.__version__}"
+        rec.write_json("pipeline.json", {"seconds": round(seconds, 1), "cluster": cluster, "stages": stages})
+        lines = ["# Pipeline", "", f"{len(nodes)} Ray node(s): {cluster['cpus']:g} CPUs, {cluster['gpus']:g} GPUs, "
+                 f"{cluster['memory_gb']} GB; {seconds:.0f} s in all.", "", "| stage | status | seconds | note |",
+                 "|---|---|---|---|"]
+        lines += [f"| {s['name']} | {s['status']} | {s['seconds']} | {s['detail'][:120]} |" for s in stages]
+        rec.write_text("pipeline.md", "\n".join(lines) + "\n")
 
 
 def _serve(plan, keep_serving: bool, forced: bool) -> None:

@@ -49,7 +49,7 @@ def test_pipeline_runs_every_phase_then_skips_them_all(tmp_path):
     first = _pipeline(tmp_path, port)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-6000:]
     run = tmp_path / "e2e"
-    outcome = {s["name"]: s for s in json.loads((run / "report" / "pipeline.json").read_text())["stages"]}
+    outcome = {s["name"]: s for s in json.loads((run / "pipeline" / "pipeline.json").read_text())["stages"]}
     for name in ("curate", "train", "benchmark", "compare", "compress", "modifiers", "router"):
         assert outcome[name]["status"] == "ran", outcome[name]
     assert outcome["distill"]["status"] == "gated" and outcome["train-1c"]["status"] == "gated"
@@ -76,6 +76,6 @@ def test_pipeline_runs_every_phase_then_skips_them_all(tmp_path):
 
     second = _pipeline(tmp_path, port)
     assert second.returncode == 0, second.stderr[-4000:]
-    again = json.loads((run / "report" / "pipeline.json").read_text())
+    again = json.loads((run / "pipeline" / "pipeline.json").read_text())
     assert {s["status"] for s in again["stages"]} <= {"skipped", "gated"}, again
     assert "probe up to date" in second.stdout
