@@ -117,6 +117,8 @@ class RayDataConfig(Section):
     teacher_num_cpus: float = Field(0.5, ge=0.0, description="CPUs per teacher actor (HTTP teachers need little)")
     judge_num_cpus: float = Field(0.5, ge=0.0)
     filter_num_cpus: float = Field(0.25, ge=0.0, description="CPUs per filter actor and dedup task")
+    actor_max_restarts: int = Field(-1, ge=-1, description="restarts of a teacher/filter/judge actor whose process "
+                                    "or node dies (its batch is retried on the new one); -1 = unlimited, 0 = fail")
 
 
 class CurateConfig(Section):

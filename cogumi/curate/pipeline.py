@@ -127,21 +127,24 @@ def build_dataset(cfg: CogumiConfig, limiter) -> Any:
 
     cur, rc = cfg.curate, cfg.curate.ray
     curate_json, cache = cur.model_dump_json(), cache_uri(cfg)
+    # a dead actor is restarted and its batch retried (max_task_retries follows: unlimited unless 0)
+    restarts = {"max_restarts": rc.actor_max_restarts}
     ds = read_prompts(cur)
     ds = ds.map_batches(TeacherUDF, batch_format="pyarrow", batch_size=rc.batch_size,
                         compute=ray.data.ActorPoolStrategy(size=rc.teacher_workers), num_cpus=rc.teacher_num_cpus,
-                        fn_constructor_kwargs={"curate_json": curate_json, "limiter": limiter, "cache_uri": cache})
+                        fn_constructor_kwargs={"curate_json": curate_json, "limiter": limiter, "cache_uri": cache},
+                        **restarts)
     ds = ds.map_batches(FilterUDF, batch_format="pyarrow", batch_size=rc.batch_size,
                         compute=ray.data.ActorPoolStrategy(size=1), num_cpus=rc.filter_num_cpus,
                         fn_constructor_kwargs={"curate_json": curate_json,
-                                               "student_json": cfg.student.model_dump_json()})
+                                               "student_json": cfg.student.model_dump_json()}, **restarts)
     if cur.judge.enabled:
         judge_model = cur.judge.model or cfg.judge
         ds = ds.map_batches(JudgeUDF, batch_format="pyarrow", batch_size=rc.batch_size,
                             compute=ray.data.ActorPoolStrategy(size=rc.judge_workers), num_cpus=rc.judge_num_cpus,
                             fn_constructor_kwargs={"curate_json": curate_json,
                                                    "judge_json": judge_model.model_dump_json(),
-                                                   "limiter": limiter, "cache_uri": cache})
+                                                   "limiter": limiter, "cache_uri": cache}, **restarts)
     return ds
 
 

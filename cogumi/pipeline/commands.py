@@ -50,9 +50,10 @@ def pipeline_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     plan = PipelinePlan(cfg)  # checks the run directory can be opened before any cluster work
     if not ray.is_initialized():
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            # "local": a fresh Ray of this machine, never a cluster some other program left running
+            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise CogumiError(f"cannot reach the Ray cluster at {address} ({str(exc).splitlines()[0][:200]})",
+            raise CogumiError(f"cannot start or reach the Ray cluster at {address or 'local'} ({str(exc).splitlines()[0][:200]})",
                               "--ray-address / RAY_ADDRESS", "start the cluster (`ray up cluster.yaml`) or leave "
                               "the address out to run on a local Ray") from None
     chosen = [s for s in plan.stages() if s.name in cfg.pipeline.stages]
