@@ -36,9 +36,12 @@ def cluster():
     import ray
     from ray.cluster_utils import Cluster
 
+    from tests.support.openai_server import free_port
+
     (head, head_cpus), *workers = NODES.items()
+    # the dashboard serves ray.util.state; its own port, since another Ray may hold the default 8265
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus, "resources": {head: 1},
-                                                      "include_dashboard": True})  # dashboard: ray.util.state
+                                                      "include_dashboard": True, "dashboard_port": free_port()})
     for name, cpus in workers:
         c.add_node(num_cpus=cpus, resources={name: 1})
     try:

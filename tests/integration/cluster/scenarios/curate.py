@@ -3,8 +3,9 @@
 The teacher and judge are a real local OpenAI-compatible server (the embedded SmolLM2
 behind uvicorn, started in this driver). Part ``spread``: two teacher actors (0.5 CPU each),
 a filter (0.25) and a judge actor (0.5) need more CPUs than one worker node holds, and Ray
-Data's default SPREAD strategy places them over both. Part ``fault``: once the teacher is answering, the process of a teacher actor that is
-running a batch is killed; Ray Data restarts the actor and retries the batch.
+Data's default SPREAD strategy places them over both. Part ``fault`` (judge off, for time):
+once the teacher is answering, the process of a teacher actor that is running a batch is
+killed; Ray Data restarts the actor (``curate.ray.actor_max_restarts``) and retries the batch.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def new_workers(before: set[str]) -> list[dict[str, Any]]:
     names = node_names()
     return [{"actor_id": a.actor_id, "class": a.class_name, "node": names.get(a.node_id, a.node_id),
              "state": a.state, "restarts": a.num_restarts, "pid": a.pid}
-            for a in actors(MAP_WORKER) if a.actor_id not in before]
+            for a in actors(MAP_WORKER) if a.actor_id not in before and a.node_id]  # node_id: was placed
 
 
 def finished_task_nodes(before_s: float) -> dict[str, list[str]]:

@@ -23,13 +23,18 @@ def replicas(alive_only: bool = True) -> list[Any]:
     return [a for a in actors(REPLICA) if a.state == "ALIVE" or not alive_only]
 
 
-def handled(actor_id: str) -> int:
-    """Requests a replica has finished (its finished request-handling actor tasks)."""
-    from ray.util.state import list_tasks
+def handled(actor: Any) -> int:
+    """Requests a replica has answered: the ``CALL generate OK`` lines of its Serve log.
 
-    tasks = list_tasks(filters=[("actor_id", "=", actor_id), ("state", "=", "FINISHED")], limit=10_000,
-                       raise_on_missing_output=False)
-    return sum("handle_request" in (t.name or "") for t in tasks)
+    The replica's log file is named after its replica id, the last part of the actor's
+    name (``SERVE_REPLICA::cogumi#BaseModel#<id>``); Ray's state API reads it from its node.
+    """
+    from ray.util.state import get_log
+
+    rid = actor.name.rsplit("#", 1)[-1]
+    text = "".join(get_log(filename=f"serve/replica_cogumi_BaseModel_{rid}.log", node_id=actor.node_id,
+                           tail=100_000))
+    return sum("CALL generate OK" in line for line in text.splitlines())
 
 
 def ask(client) -> dict[str, Any]:
@@ -50,7 +55,7 @@ def burst(client, n: int) -> list[dict[str, Any]]:
 def describe(acts: list[Any]) -> list[dict[str, Any]]:
     names = node_names()
     return [{"actor_id": a.actor_id, "node": names.get(a.node_id, a.node_id), "pid": a.pid, "state": a.state,
-             "handled": handled(a.actor_id)} for a in acts]
+             "handled": handled(a)} for a in acts]
 
 
 def spread(client, url: str) -> dict[str, Any]:
@@ -59,6 +64,14 @@ def spread(client, url: str) -> dict[str, Any]:
     answers = [ask(client)] + burst(client, 6)
     return {"models": [m.id for m in client.models.list()], "ready": httpx.get(url + "/ready", timeout=30).json(),
             "answers": answers, "replicas": describe(replicas())}
+
+
+def running_replicas() -> int:
+    """BaseModel replicas the Serve controller reports RUNNING (started and healthy)."""
+    from ray import serve
+
+    deployment = serve.status().applications["cogumi"].deployments["BaseModel"]
+    return deployment.replica_states.get("RUNNING", 0)
 
 
 def fault(client) -> dict[str, Any]:
@@ -73,11 +86,15 @@ def fault(client) -> dict[str, Any]:
     def recovered() -> Any:
         during.append(ask(client) | {"t": round(time.monotonic() - t_kill, 2)})
         fresh = [a for a in replicas() if a.actor_id not in old]
-        return fresh if fresh and len(replicas()) == 2 and all(r["ok"] for r in during[-2:]) else None
+        return fresh if fresh and running_replicas() == 2 and all(r["ok"] for r in during[-2:]) else None
 
     fresh = wait_for(recovered, 180, every_s=0.5)
     t_new = round(time.monotonic() - t_kill, 1)
-    after = burst(client, 6) + burst(client, 6)
+    after: list[dict[str, Any]] = []
+    for _ in range(5):  # until the replacement has had its share (the router learns of it by long poll)
+        after += burst(client, 6)
+        if fresh and handled(fresh[0]) > 0:
+            break
     return {"killed": {"actor_id": victim.actor_id, "pid": victim.pid, "node": names.get(victim.node_id)},
             "recovered_after_s": t_new if fresh else None, "during": during, "after": after,
             "replicas_after": describe(replicas()), "victim_state": next(

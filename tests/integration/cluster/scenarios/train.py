@@ -2,8 +2,8 @@
 
 Each worker node has one CPU and each worker reserves one, so the two workers must sit
 on different nodes. Part ``distributed`` is the unbroken reference run; part ``fault``
-repeats it under another run name and kills one worker's process once the first
-checkpoint is stored. Ray Train (``train.max_failures``) restarts the worker group from
+repeats it under another run name and kills one worker's process once the controller
+has registered the first checkpoint. Ray Train (``train.max_failures``) restarts the worker group from
 the latest checkpoint; the final losses are compared with the reference.
 """
 
@@ -60,28 +60,31 @@ def distributed(work: Path, model: str) -> dict[str, Any]:
     return train(work, model, "reference") | {"workers": workers(before)}
 
 
-def first_checkpoint(work: Path, name: str) -> bool:
-    return any((p / "trainer_state.json").is_file()
-               for p in (work / "runs" / name / "train" / "ray").glob("run-*/checkpoint-*"))
+def registered_checkpoint(work: Path, name: str) -> str | None:
+    """The latest checkpoint Ray Train's controller has registered (its snapshot file), if any."""
+    for snap in (work / "runs" / name / "train" / "ray").glob("run-*/checkpoint_manager_snapshot.json"):
+        try:
+            latest = json.loads(snap.read_text()).get("latest_checkpoint_result")
+        except (OSError, ValueError):  # being written
+            continue
+        if latest:
+            return latest["checkpoint_dir_name"]
+    return None
 
 
 def fault(work: Path, model: str) -> dict[str, Any]:
-    import time
-
     before = {a.actor_id for a in actors(WORKER)}
     killed: dict[str, Any] = {}
 
     def killer() -> None:
-        if not wait_for(lambda: first_checkpoint(work, "killed"), 400, every_s=0.1):
+        if not wait_for(lambda: registered_checkpoint(work, "killed"), 400, every_s=0.1):
             return
-        time.sleep(1.0)  # let the controller register the checkpoint it was just handed
         alive = [a for a in actors(WORKER) if a.actor_id not in before and a.state == "ALIVE"]
         if not alive:
             return
         victim = alive[-1]
-        steps = sorted(p.name for p in (work / "runs" / "killed" / "train" / "ray").glob("run-*/checkpoint-*"))
         killed.update({"actor_id": victim.actor_id, "pid": victim.pid, "node": node_names().get(victim.node_id),
-                       "checkpoints_at_kill": steps})
+                       "registered_at_kill": registered_checkpoint(work, "killed")})
         kill_pid(victim.pid)
 
     thread = threading.Thread(target=killer, daemon=True)
