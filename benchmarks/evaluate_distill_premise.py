@@ -12,6 +12,7 @@ greedy, the final number matched) on the same HF weights, without and with the a
 60 held-out problems one problem is 1.7 points, so small deltas are noise.
 
     python benchmarks/evaluate_distill_premise.py --out /tmp/premise [--heldout 60] [--strategy verified]
+        [--set train.use_gpu=true]   # train on the GPU (evaluation already picks CUDA when present)
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def main() -> None:
     ap.add_argument("--n-samples", type=int, default=5, help="samples per prompt with --strategy vote")
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--steps", type=int, default=40, help="training steps")
+    ap.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra config override, applied last (e.g. --set train.use_gpu=true on a CUDA machine)")
     args = ap.parse_args()
 
     out = Path(args.out)
@@ -69,7 +72,7 @@ def main() -> None:
                  f"train.max_steps={args.steps}", "train.batch_size=4", "train.grad_accum=1",
                  "train.learning_rate=0.0002", "train.lora.r=16", "train.lora.alpha=32", "train.eval_steps=10",
                  "train.save_steps=10", "train.max_seq_length=384", "train.val_fraction=0.1",
-                 "train.early_stopping.patience=null", "train.early_stopping.overfit_gap=null"]
+                 "train.early_stopping.patience=null", "train.early_stopping.overfit_gap=null", *args.extra]
     cfg = load_config(Path(__file__).resolve().parent.parent / "configs" / "local.yaml", overrides)
     hf_student = cfg.student.model_copy(update={"backend": "transformers"})
     report: dict = {"setup": dict(vars(args))}
