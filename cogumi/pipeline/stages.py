@@ -12,6 +12,7 @@ the compressed GGUF that is served) → serve (GGUF base + GGUF LoRA modifiers +
 
 from __future__ import annotations
 
+import os
 import posixpath
 from typing import Any
 
@@ -29,9 +30,15 @@ WHEN_RANK = {"always": 0, "optional": 1, "required": 2, "never": 99}
 # ---------------------------------------------------------------- pure derivation
 
 
+def run_location(cfg: CogumiConfig) -> str:
+    """The run folder as later stages must name it: absolute for local roots (Ray workers have another cwd)."""
+    root = cfg.run.root if "://" in cfg.run.root else os.path.abspath(cfg.run.root)
+    return posixpath.join(root, cfg.run.name)
+
+
 def merged_dir(cfg: CogumiConfig, train_stage: str) -> str:
     """Where a training stage of this run writes its merged HF model."""
-    return posixpath.join(cfg.run.root, cfg.run.name, train_stage, "merged")
+    return posixpath.join(run_location(cfg), train_stage, "merged")
 
 
 def trained_student(cfg: CogumiConfig, train_stage: str) -> ModelConfig:
@@ -82,7 +89,7 @@ def served_gguf(cfg: CogumiConfig) -> str:
     """The compressed GGUF the pipeline serves: the zstd target type (Q5_K_M by default)."""
     qtype = cfg.compress.zstd.target if cfg.compress.zstd.target in cfg.compress.gguf.types else \
         cfg.compress.gguf.types[0]
-    return posixpath.join(cfg.run.root, cfg.run.name, "compress.gguf", f"model-{qtype.lower()}.gguf")
+    return posixpath.join(run_location(cfg), "compress.gguf", f"model-{qtype.lower()}.gguf")
 
 
 def serving_config(cfg: CogumiConfig, gguf: str | None, adapters: str | None, router: str | None) -> CogumiConfig:
@@ -131,11 +138,11 @@ class PipelinePlan:
     def built_config(self) -> CogumiConfig:
         """The config that routes and serves what this run built (the parts that exist)."""
         gguf = served_gguf(self.cfg)
-        adapters = posixpath.join(self.run.path, "modifiers", "adapters")
+        adapters = posixpath.join(run_location(self.cfg), "modifiers", "adapters")
         return serving_config(
             self.cfg, gguf if self._done("compress.gguf") else None,
             adapters if self._done("modifiers") else None,
-            self.run.stage("router").path if self._done("router") else None)
+            posixpath.join(run_location(self.cfg), "router") if self._done("router") else None)
 
     # -- stage functions: (cfg, force) -> summary with "skipped"
     def curate(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
