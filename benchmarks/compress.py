@@ -7,7 +7,7 @@ input model, calls interleaved round by round so machine noise hits both alike.
 Prints JSON and a Markdown section for BENCHMARKS.md; checks the issue's goals:
 Q5_K_M <= 0.37x the f16 size, Q5_K_M perplexity <= +5 % vs the input.
 
-    python benchmarks/compress_smollm2.py [--run-root runs/bench] [--rounds 2] [--max-tokens 64] \
+    python benchmarks/compress.py [--run-root runs/bench] [--rounds 2] [--max-tokens 64] \
         [--no-prune] [--no-quantize] [--set compress.key=value ...]
 """
 
