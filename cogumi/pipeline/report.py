@@ -30,7 +30,9 @@ def collect(run: RunDir) -> list[dict[str, Any]]:
             continue
         stage = run.stage(name)
         manifest = stage.manifest()
-        files = [i for i in run.fs.get_file_info(pafs.FileSelector(stage.path, recursive=True))
+        # a stage's own summaries and figures sit at its top level (deeper files are checkpoints,
+        # adapters and model cards)
+        files = [i for i in run.fs.get_file_info(pafs.FileSelector(stage.path, recursive=False))
                  if i.type == pafs.FileType.File]
         summaries = {posixpath.relpath(i.path, stage.path): _read(run.fs, i.path)
                      for i in files if i.path.endswith(".md")}
