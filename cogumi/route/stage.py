@@ -69,6 +69,14 @@ def resolve_source(cfg: CogumiConfig, run: RunDir) -> RoutingSource:
         if not produced_exists:
             raise CogumiError(f"the modifiers stage has not written {MODIFIERS_OUTPUT}", produced,
                               "run `cogumi modifiers` first, or set router.data.source=local-proxy")
+        if data.source == "auto":
+            try:
+                require_trainable([r["label"] for r in read_routing_set(produced)], produced)
+            except CogumiError as exc:
+                log.warning("router: the modifiers' routing set cannot train a router (%s); "
+                            "falling back to the LOCAL PROXY set", exc.what)
+                return RoutingSource("local-proxy", None,
+                                     f"{PROXY_DESCRIPTION} (fallback: the modifiers' set {exc.what})")
         return RoutingSource("modifiers", produced, f"modifiers stage: {produced}")
     if data.source == "auto":
         log.warning("router: no routing set from the modifiers stage and no router.data.file; "

@@ -78,3 +78,26 @@ def test_proxy_labels_mark_wrong_base_answers_as_needing_a_modifier():
             {"prompt": "q2", "domain": "reasoning", "expected": "5", "check": "number", "base_answer": "six"}]
     out = label_proxy_rows(rows)
     assert [(r["label"], r["base_score"]) for r in out] == [(0, 1.0), (1, 0.0)]
+
+
+def test_auto_source_falls_back_to_the_proxy_when_the_modifiers_set_has_one_label(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cogumi.artifacts import RunDir
+    from cogumi.config import load_config
+    from cogumi.route.stage import resolve_source
+
+    cfg = load_config(None, [f"run.root={tmp_path}", "run.name=r"])
+    run = RunDir.open(cfg.run.root, cfg.run.name)
+    path = tmp_path / "r" / "modifiers" / "routing.parquet"
+    path.parent.mkdir(parents=True)
+    rows = [{"prompt": f"p{i}", "domain": "code", "label": 0} for i in range(12)]
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    src = resolve_source(cfg, run)
+    assert src.kind == "local-proxy" and "fallback" in src.description and "labels [0]" in src.description
+    pq.write_table(pa.Table.from_pylist([{**r, "label": i % 2} for i, r in enumerate(rows)]), path)
+    assert resolve_source(cfg, run).kind == "modifiers"
+    cfg.router.data.source = "modifiers"  # asked for explicitly: no silent fallback
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    assert resolve_source(cfg, run).kind == "modifiers"
