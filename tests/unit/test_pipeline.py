@@ -71,7 +71,10 @@ def test_followup_training_continues_the_previous_adapter_at_the_lower_rate(cfg)
     b = followup_train_config(cfg, "train-1b", "stage:compare/failures.jsonl", "train", cfg.pipeline.phase_1b)
     assert (b.train.stage, b.train.data, b.train.init_adapter) == \
         ("train-1b", "stage:compare/failures.jsonl", "stage:train/adapter")
-    assert b.train.learning_rate == 5e-6 and b.train.merge and b.train.max_steps == cfg.train.max_steps
+    assert b.train.learning_rate == 5e-6 and b.train.merge and b.train.max_steps == 3  # local.yaml's phase_1b
+    keep = followup_train_config(cfg, "train-1b", "x.jsonl", "train", cfg.pipeline.phase_1b.model_copy(
+        update={"max_steps": None}))
+    assert keep.train.max_steps == cfg.train.max_steps == 4
     assert cfg.train.stage == "train"  # the original is untouched
 
 
