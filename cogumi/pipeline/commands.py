@@ -58,9 +58,9 @@ def pipeline_cmd(config: ConfigOpt = None, set_: SetOpt = None,
                               "the address out to run on a local Ray") from None
     chosen = [s for s in plan.stages() if s.name in cfg.pipeline.stages]
     t0 = time.perf_counter()
-    outcomes = []
+    outcomes: list = []
     try:
-        outcomes = run_stages(cfg, chosen, force=set(force or []), console=err_console)
+        run_stages(cfg, chosen, force=set(force or []), console=err_console, outcomes=outcomes)
     finally:
         _record_pipeline(plan, cfg, outcomes, time.perf_counter() - t0)
         paths = write_report(plan.run)

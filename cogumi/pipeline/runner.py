@@ -49,7 +49,8 @@ class StageOutcome:
 
 
 def run_stages(cfg: CogumiConfig, stages: list[PipelineStage], force: set[str] | None = None,
-               only: set[str] | None = None, console: Console | None = None) -> list[StageOutcome]:
+               only: set[str] | None = None, console: Console | None = None,
+               outcomes: list[StageOutcome] | None = None) -> list[StageOutcome]:
     """Run ``stages`` in order.
 
     Once a stage has really run (not skipped), every later stage is forced too: its
@@ -59,6 +60,7 @@ def run_stages(cfg: CogumiConfig, stages: list[PipelineStage], force: set[str] |
         force: stage names to rerun even when their manifests match ("all" forces every stage).
         only: run just these stages (the others are not touched).
         console: where progress goes (stderr console by default).
+        outcomes: a list to append to as stages end (still filled when a stage raises).
 
     Returns:
         One outcome per stage. Stops at the first failure, after recording it.
@@ -68,7 +70,7 @@ def run_stages(cfg: CogumiConfig, stages: list[PipelineStage], force: set[str] |
     """
     console = console or Console(stderr=True)
     force = force or set()
-    outcomes: list[StageOutcome] = []
+    outcomes = [] if outcomes is None else outcomes
     upstream_ran = False
     chosen = [s for s in stages if only is None or s.name in only]
     columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[note]}"),
@@ -94,7 +96,7 @@ def run_stages(cfg: CogumiConfig, stages: list[PipelineStage], force: set[str] |
             seconds = time.perf_counter() - t0
             status = "skipped" if summary.get("skipped") else "ran"
             upstream_ran = upstream_ran or status == "ran"
-            outcomes.append(StageOutcome(stage.name, status, seconds, "", summary))
+            outcomes.append(StageOutcome(stage.name, status, seconds, summary.get("degraded", ""), summary))
             progress.update(task, completed=1, note="up to date" if status == "skipped" else f"done in {seconds:.0f}s")
             progress.advance(overall)
     return outcomes

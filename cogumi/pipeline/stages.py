@@ -233,9 +233,13 @@ class PipelinePlan:
         return modifiers_stage(modifiers_config(cfg, self.latest_train), force)
 
     def router(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+        from cogumi.route.data import UntrainableRoutingSet
         from cogumi.route.stage import router_stage
 
-        out = router_stage(self.built_config(), force)
+        try:
+            out = router_stage(self.built_config(), force)
+        except UntrainableRoutingSet as exc:  # a tiny model can leave one label only: serve the built-in router
+            return {"skipped": False, "degraded": f"no router trained ({exc.what}); serving the built-in router"}
         out["source"] = out["source"].kind
         return out
 

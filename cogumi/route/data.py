@@ -106,11 +106,15 @@ def validate_rows(rows: list[dict[str, Any]], where: str) -> list[dict[str, Any]
     return out
 
 
+class UntrainableRoutingSet(CogumiError):
+    """The routing set is too small or has one label: no router can be fitted on it."""
+
+
 def require_trainable(labels: list[int], where: str) -> None:
-    """At least 10 rows and both labels, or a CogumiError (checked before any expensive extraction)."""
+    """At least 10 rows and both labels, or an UntrainableRoutingSet (checked before any expensive extraction)."""
     found = sorted(set(labels))
     if len(labels) < 10 or found != [0, 1]:
-        raise CogumiError(f"the routing set has {len(labels)} rows with labels {found}; the router needs at least "
+        raise UntrainableRoutingSet(f"the routing set has {len(labels)} rows with labels {found}; the router needs at least "
                           "10 rows with both labels (0 = base enough, 1 = modifier better)", where,
                           "add rows or check how the labels were produced; router.data.source=local-proxy "
                           "builds a stand-in set from the base model alone")

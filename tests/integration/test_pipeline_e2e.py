@@ -33,7 +33,7 @@ SMALL = [
     "modifiers.domains={code: {rank: 4, verify: code}, reasoning: {rank: 4, verify: math}}",
     "modifiers.tasks_per_domain=5",
     "modifiers.adapter.max_steps=1", "modifiers.clusters=2",
-    "router.data.proxy_prompts=12",
+    "router.data.proxy_prompts=40",
 ]
 
 
@@ -63,13 +63,16 @@ def test_pipeline_runs_every_phase_then_skips_them_all(tmp_path):
     assert compress_in["inputs"]["model"] == digest_path(str(run / latest / "merged"))
     assert (run / "compress.gguf" / "model-q5_k_m.gguf").is_file()
     router = "".join(p.read_text() for p in (run / "router").glob("*.json"))
-    # built from the modifiers' routing set, or (tiny model: one label only) the recorded proxy fallback
-    assert ('"kind": "modifiers"' in router or "fallback: the modifiers' set" in router), router[:2000]
-    assert "compress.gguf/model-q5_k_m.gguf" in router
+    router_degraded = "no router trained" in outcome["router"]["detail"]
+    if not router_degraded:
+        # built from the modifiers' routing set, or (tiny model: too few rows) the recorded proxy fallback
+        assert ('"kind": "modifiers"' in router or "fallback: the modifiers' set" in router), router[:2000]
+        assert "compress.gguf/model-q5_k_m.gguf" in router
     probe = json.loads((run / "serve" / "probe.json").read_text())
     assert probe["answered"] == probe["requests"] > 0 and probe["latency_ms_median"] > 0
     serve_method = json.loads((run / "serve" / "manifest.json").read_text())["method"]
     assert "model-q5_k_m.gguf" in serve_method["base"] and serve_method["adapters"].endswith("modifiers/adapters")
+    assert serve_method["router"] == ("built-in" if router_degraded else str(run / "router"))
 
     report = (run / "report" / "report.md").read_text()
     for section in ("## curate", "## train", "## benchmark", "## compare", "## compress.gguf", "## modifiers",
@@ -80,5 +83,7 @@ def test_pipeline_runs_every_phase_then_skips_them_all(tmp_path):
     second = _pipeline(tmp_path, port)
     assert second.returncode == 0, second.stderr[-4000:]
     again = json.loads((run / "pipeline" / "pipeline.json").read_text())
-    assert {s["status"] for s in again["stages"]} <= {"skipped", "gated"}, again
-    assert "probe up to date" in second.stdout
+    redone = {s["name"] for s in again["stages"] if s["status"] not in ("skipped", "gated")}
+    assert redone <= ({"router"} if router_degraded else set()), again  # an untrainable set is retried
+    if not router_degraded:
+        assert "probe up to date" in second.stdout

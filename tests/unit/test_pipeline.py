@@ -60,9 +60,11 @@ def test_runner_gates_and_names_the_failing_stage(cfg):
 
     stages = [PipelineStage("a", "a", make("a"), gate=lambda c: (False, "not asked")),
               PipelineStage("b", "b", boom), PipelineStage("c", "c", make("c"))]
+    seen: list = []
     with pytest.raises(CogumiError, match="stage 'b' failed: disk full"):
-        run_stages(cfg, stages, console=_quiet())
+        run_stages(cfg, stages, console=_quiet(), outcomes=seen)
     assert calls == []  # a gated, c never reached
+    assert [(o.name, o.status) for o in seen] == [("a", "gated"), ("b", "failed")] and "disk full" in seen[1].detail
 
 
 def test_followup_training_continues_the_previous_adapter_at_the_lower_rate(cfg):
