@@ -139,3 +139,17 @@ def test_bad_input_is_one_paragraph_naming_what_and_where(tmp_path):
     res = CliRunner().invoke(app, ["pipeline", "-c", "configs/local.yaml", "--set", f"run.root={tmp_path}",
                                    "--set", "pipeline.stages=[curate,bogus]"])
     assert res.exit_code == 2 and "pipeline.stages" in res.output
+
+
+def test_an_untrainable_routing_set_degrades_to_the_built_in_router(cfg, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "r" / "modifiers" / "routing.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([{"prompt": f"p{i}", "domain": "code", "label": 1} for i in range(12)]), path)
+    cfg.router.data.source = "modifiers"
+    plan = PipelinePlan(cfg)
+    out = plan.router(cfg, False)
+    assert out["skipped"] is False and "no router trained" in out["degraded"] and "labels [1]" in out["degraded"]
+    assert plan.built_config().serve.routing.artifact is None  # serve falls back to the built-in router
