@@ -19,7 +19,7 @@ from cogumi.errors import CogumiError
 EXCLUDES = [".venv", ".venv/**", "runs", "runs/**", ".git", "**/__pycache__", ".pytest_cache", "*.gguf",
             "*.safetensors"]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
-AGENT_WAIT_S = 120.0  # a fresh head answers before its job agent registers
+AGENT_WAIT_S = 300.0  # a fresh head answers before its job agent registers
 
 
 def job_entrypoint(phase: str, config: str | None, overrides: list[str], extra: list[str],
