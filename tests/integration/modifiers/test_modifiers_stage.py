@@ -26,6 +26,7 @@ def _config(tmp_path, server):
                                          "answer": a}) + "\n" for i, (p, a) in enumerate(HARD)))
     cfg = load_config("configs/local.yaml", [f"run.root={tmp_path / 'runs'}", "run.name=mod",
                                              f"modifiers.tasks={tasks}", "modifiers.max_tokens=24",
+                                             "modifiers.tasks_per_domain=5",
                                              "modifiers.holdout_fraction=0.4", "modifiers.adapter.max_steps=1",
                                              "train.max_seq_length=256"])
     mc = cfg.modifiers
