@@ -53,7 +53,8 @@ def pipeline_cmd(config: ConfigOpt = None, set_: SetOpt = None,
             # "local": a fresh Ray of this machine, never a cluster some other program left running
             ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise CogumiError(f"cannot start or reach the Ray cluster at {address or 'local'} ({str(exc).splitlines()[0][:200]})",
+            why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise CogumiError(f"cannot start or reach the Ray cluster at {address or 'local'} ({why})",
                               "--ray-address / RAY_ADDRESS", "start the cluster (`ray up cluster.yaml`) or leave "
                               "the address out to run on a local Ray") from None
     chosen = [s for s in plan.stages() if s.name in cfg.pipeline.stages]
