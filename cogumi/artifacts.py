@@ -164,6 +164,11 @@ class StageDir:
                 "rerun the stage in this run or point run.name at the run it came from")
         return manifest
 
+    def finished(self) -> bool:
+        """True when the stage's last attempt in this run finished."""
+        manifest = self.manifest()
+        return manifest is not None and manifest.status == "finished"
+
     def digest(self) -> str:
         """Digest of a finished stage's outputs, for use as another stage's input."""
         manifest = self.manifest()

@@ -28,11 +28,9 @@ def curate_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     summary, stage_path = result["summary"], result["stage"]
     if result["skipped"]:
         err_console.print(f"curate is up to date in {stage_path} (use --force to rerun)")
-        if json_out:
-            console.print_json(json.dumps(summary))
-        return
     if json_out:
         console.print_json(json.dumps(summary))
+    if result["skipped"] or json_out:
         return
     r = summary["rows"]
     console.print(f"curated {r['ok']} of {r['input']} rows (filtered {r['filtered']}, errors {r['error']}) "

@@ -128,8 +128,7 @@ def compare_hash(cfg: CogumiConfig) -> str:
 def load_baseline(run: RunDir, label: str) -> dict[str, Any]:
     """The summary of an earlier comparison stage in this run."""
     stage = run.stage(label)
-    manifest = stage.manifest()
-    if manifest is None or manifest.status != "finished":
+    if not stage.finished():
         raise ArtifactError(f"baseline comparison '{label}' has not finished in this run", stage.path,
                             f"run `cogumi compare --label {label}` first, or drop --baseline")
     with run.fs.open_input_stream(stage.file("results.json")) as f:

@@ -35,11 +35,9 @@ def modifiers_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     metrics, stage_path = result["metrics"], result["stage"]
     if result["skipped"]:
         err_console.print(f"modifiers are up to date in {stage_path} (use --force to rebuild)")
-        if json_out:
-            console.print_json(json.dumps(metrics))
-        return
     if json_out:
         console.print_json(json.dumps(metrics))
+    if result["skipped"] or json_out:
         return
     console.print(f"modifiers -> {stage_path}: {metrics['failures']} failures, {metrics['clusters']} clusters, "
                   f"adapters {', '.join(metrics['adapters']) or 'none'}; cascade shares {metrics['cascade_shares']}; "

@@ -70,11 +70,8 @@ def probe(url: str, api_key: str | None, max_tokens: int) -> dict[str, Any]:
 def probe_key(cfg: CogumiConfig) -> tuple[str, dict[str, str]]:
     """(config hash, inputs) of the serve probe: the serve section and the stages it serves."""
     run = RunDir.open(cfg.run.root, cfg.run.name)
-    inputs = {}
-    for name in ("compress.gguf", "modifiers", "router"):
-        m = run.stage(name).manifest()
-        if m is not None and m.status == "finished":
-            inputs[name] = run.stage(name).digest()
+    inputs = {name: run.stage(name).digest() for name in ("compress.gguf", "modifiers", "router")
+              if run.stage(name).finished()}
     return cfg.section_hash("serve"), inputs
 
 

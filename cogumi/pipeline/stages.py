@@ -124,8 +124,7 @@ class PipelinePlan:
 
     # -- helpers
     def _done(self, stage: str) -> bool:
-        m = self.run.stage(stage).manifest()
-        return m is not None and m.status == "finished"
+        return self.run.stage(stage).finished()
 
     def _student(self) -> CogumiConfig:
         return with_student(self.cfg, trained_student(self.cfg, self.latest_train)) if self.latest_train else self.cfg

@@ -40,11 +40,9 @@ def router_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     metrics, stage_path, source = result["metrics"], result["stage"], result["source"]
     if result["skipped"]:
         err_console.print(f"router is up to date in {stage_path} (use --force to rebuild)")
-        if json_out:
-            console.print_json(json.dumps(metrics))
-        return
     if json_out:
         console.print_json(json.dumps(metrics))
+    if result["skipped"] or json_out:
         return
     t = metrics["targets"]
     c = metrics["cascade"]
