@@ -100,8 +100,13 @@ def _submit_when_agent_ready(client, echo: Callable[[str], None], agent_wait_s: 
         try:
             return client.submit_job(**job)
         except RuntimeError as exc:
-            if "No available agent" not in str(exc) or time.time() > deadline:
+            if "No available agent" not in str(exc):
                 raise
+            if time.time() > deadline:
+                raise CogumiError(f"the Ray head has no job agent after {agent_wait_s:.0f} s", "cogumi submit",
+                                  "check the head's dashboard_agent.log; a second Ray instance on the head "
+                                  "machine holds the agent port 52365 unless one of them was started with "
+                                  "`ray start --dashboard-agent-listen-port=<free port>`") from None
             if not told:
                 echo(f"the Ray head has no job agent yet; retrying for up to {agent_wait_s:.0f} s")
                 told = True

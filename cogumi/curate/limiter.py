@@ -121,20 +121,32 @@ class RateLimiterActor:
 
 
 class RemoteLimiter:
-    """Worker-side view of the actor with the same interface as :class:`LocalLimiter`."""
+    """Worker-side view of the actor with the same interface as :class:`LocalLimiter`.
 
-    def __init__(self, handle) -> None:
+    ``limits`` (key -> (rpm, tpm)) are re-sent when the actor answers that it does not know a key:
+    it was restarted (its node died) and lost its schedule, which costs at most one burst of sends.
+    """
+
+    def __init__(self, handle, limits: dict[str, tuple[float, float]] | None = None) -> None:
         self.handle = handle
+        self.limits = dict(limits or {})
 
     def configure(self, key: str, rpm: float, tpm: float) -> None:
         import ray
 
+        self.limits[key] = (rpm, tpm)
         ray.get(self.handle.configure.remote(key, rpm, tpm))
 
     def acquire(self, key: str, tokens: int) -> None:
         import ray
 
-        delay = ray.get(self.handle.reserve.remote(key, tokens))
+        try:
+            delay = ray.get(self.handle.reserve.remote(key, tokens))
+        except ray.exceptions.RayTaskError as exc:
+            if not isinstance(exc.cause, KeyError) or key not in self.limits:
+                raise
+            ray.get([self.handle.configure.remote(k, *lim) for k, lim in self.limits.items()])
+            delay = ray.get(self.handle.reserve.remote(key, tokens))
         if delay > 0:
             time.sleep(delay)
 
@@ -148,11 +160,14 @@ class RemoteLimiter:
 def get_limiter(name: str = ACTOR_NAME):
     """The cluster's limiter actor (created on first use; shared by every job on the cluster).
 
+    Detached, so it outlives the driver that created it: a second run in the same process, or
+    another job, finds a live actor by name rather than one that dies with its first owner's
+    references. Restarted if its node dies (limits are re-sent by :class:`RemoteLimiter`).
+
     Returns:
         A Ray actor handle; wrap it in :class:`RemoteLimiter` inside workers.
     """
     import ray
 
-    actor_cls = ray.remote(num_cpus=0, max_concurrency=1)(RateLimiterActor)
-    return actor_cls.options(name=name, namespace=NAMESPACE, get_if_exists=True,
-                             lifetime=None).remote()
+    actor_cls = ray.remote(num_cpus=0, max_concurrency=1, max_restarts=-1, max_task_retries=-1)(RateLimiterActor)
+    return actor_cls.options(name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached").remote()

@@ -46,7 +46,8 @@ class TeacherUDF:
 
     def __init__(self, curate_json: str, limiter, cache_uri: str):
         cfg = CurateConfig.model_validate_json(curate_json)
-        lim, cache = RemoteLimiter(limiter), ResponseCache(cache_uri)
+        lim = RemoteLimiter(limiter, {t.name: (t.rpm, t.tpm) for t in cfg.teachers})
+        cache = ResponseCache(cache_uri)
         endpoints = {t.name: MeteredEndpoint(t.name, t.model, t.price_in_per_mtok, t.price_out_per_mtok,
                                              cfg.retry, lim, cache) for t in cfg.teachers}
         self.step = TeacherStep(cfg, endpoints, cfg.seed)
@@ -73,7 +74,8 @@ class JudgeUDF:
         cfg = CurateConfig.model_validate_json(curate_json)
         j = cfg.judge
         endpoint = MeteredEndpoint("judge", ModelConfig.model_validate_json(judge_json), j.price_in_per_mtok,
-                                   j.price_out_per_mtok, cfg.retry, RemoteLimiter(limiter), ResponseCache(cache_uri))
+                                   j.price_out_per_mtok, cfg.retry, RemoteLimiter(limiter, {"judge": (j.rpm, j.tpm)}),
+                                   ResponseCache(cache_uri))
         self.step = JudgeStep(cfg, endpoint)
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -20,27 +20,32 @@ from tests.support.openai_server import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 
-HEAD = """
-import signal, sys, time, ray
-ray.init(address="local", num_cpus=1, include_dashboard=True, dashboard_host="127.0.0.1",
-         dashboard_port=int(sys.argv[1]), log_to_driver=False)
-signal.signal(signal.SIGTERM, lambda *a: (ray.shutdown(), sys.exit(0)))
-print("ready", flush=True)
-while True:
-    time.sleep(1)
-"""
-
 
 @pytest.fixture(scope="module")
-def job_server():
+def job_server(tmp_path_factory):
+    """A Ray head started the way a cluster starts one (`ray start --head --block`), on its own ports.
+
+    Every port is chosen free: the test session's own Ray already holds the default dashboard-agent
+    port (52365), and a second head on that port has no job agent ("No available agent to submit job").
+    Its temp dir is private so no later `ray.init()` in this session mistakes it for "the current cluster".
+    """
     port = free_port()
+    temp_dir = tmp_path_factory.mktemp("rayhead")
     # Jobs run `python jobs/...`: on this head that must be the test's interpreter, as on a real cluster image.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.Popen([sys.executable, "-c", HEAD, str(port)], stdout=subprocess.PIPE, text=True,
-                            start_new_session=True, env=env)
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [str(bin_dir / "ray"), "start", "--head", "--block", "--num-cpus=1", f"--temp-dir={temp_dir}",
+           f"--port={free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={port}",
+           f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
+           f"--ray-client-server-port={free_port()}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+                            env=env)
     address = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"`ray start --head` exited with {proc.returncode}")
         try:
             urllib.request.urlopen(f"{address}/api/version", timeout=2)
             break
@@ -49,11 +54,14 @@ def job_server():
         except OSError:
             time.sleep(1)
     else:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("Ray dashboard did not come up")
     yield address
     os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=60)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_submit_runs_a_job_and_tails_its_logs(job_server, monkeypatch):
