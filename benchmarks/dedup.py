@@ -1,4 +1,4 @@
-"""Dedup throughput and quality: Cogumi's vectorised MinHash-LSH vs the spec's datasketch algorithm.
+"""Dedup throughput and quality: Cogumi's compiled MinHash-LSH vs the spec's datasketch algorithm.
 
 Usage: python benchmarks/dedup.py [--docs 2000] [--chars 1000] [--json out.json]
 
@@ -9,7 +9,7 @@ some exact copies) goes through:
   ``MinHashLSH(threshold=0.8, num_perm=128)`` insert and query, candidates kept
   when the MinHash estimate is >= 0.8;
 - cogumi (1 process): :func:`cogumi.curate.dedup.cluster.dedup_in_memory`
-  (exact-key pass, vectorised signatures, LSH bands, exact-Jaccard verification);
+  (exact-key pass, compiled signatures (numba), LSH bands, exact-Jaccard verification);
 - cogumi on Ray Data with 1 and then 2 signature workers (the distributed path
   that ``cogumi curate`` runs), and the signature step alone in 1 vs 2 processes.
 

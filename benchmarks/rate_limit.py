@@ -1,6 +1,6 @@
 """Cluster-wide rate limit: 4 Ray workers against a local HTTP server with an RPM cap.
 
-Usage: python benchmarks/rate_limit.py [--rpm 600] [--seconds 30] [--workers 4]
+Usage: python benchmarks/rate_limit.py [--rpm 600] [--seconds 30] [--workers 4] [--headroom 0.98]
 
 A tiny OpenAI-compatible server (uvicorn, fixed answer, records the arrival time
 of every request) runs in this process. Four Ray tasks each send chat requests
@@ -84,6 +84,8 @@ def main() -> None:
     ap.add_argument("--rpm", type=int, default=600)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--headroom", type=float, default=0.98,
+                    help="curate.rate_headroom: fraction of the cap the limiter books (1.0 = book the cap exactly)")
     args = ap.parse_args()
 
     import ray
@@ -94,7 +96,7 @@ def main() -> None:
     server, url = serve(arrivals)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     limiter = get_limiter("cogumi-bench-limiter")
-    ray.get(limiter.configure.remote("capped", args.rpm, 10**9))
+    ray.get(limiter.configure.remote("capped", args.rpm * args.headroom, 10**9))
     task = ray.remote(num_cpus=0.25)(worker)
     ray.get([task.remote(limiter, url, 1.0, i) for i in range(args.workers)])  # warm-up (imports)
     arrivals.clear()
@@ -104,7 +106,7 @@ def main() -> None:
     cap_per_s = args.rpm / 60.0
     window = 60 / cap_per_s  # 60 requests' worth of time
     report = {
-        "workers": args.workers, "rpm_cap": args.rpm, "requests": len(arrivals), "per_worker": sent,
+        "workers": args.workers, "rpm_cap": args.rpm, "headroom": args.headroom, "requests": len(arrivals), "per_worker": sent,
         "wall_s": round(time.time() - t0, 2),
         "achieved_rpm": round((len(arrivals) - 1) / duration * 60, 1),
         "achieved_fraction_of_cap": round((len(arrivals) - 1) / duration / cap_per_s, 4),

@@ -141,9 +141,18 @@ class CurateConfig(Section):
     filters: FilterConfig = Field(default_factory=FilterConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    rate_headroom: float = Field(0.98, gt=0.0, le=1.0,
+                                 description="fraction of every RPM/TPM cap the limiter books: requests leave "
+                                             "evenly spaced but reach the server with jitter, so booking 100 % "
+                                             "lets a minute there hold one request over the cap")
     ray: RayDataConfig = Field(default_factory=RayDataConfig)
     cache: str | None = Field(None, description="response cache folder/URI; None = <run root>/cache/responses")
     write_jsonl: bool = Field(True, description="also write curated.jsonl in the spec's nested form")
+
+    def rate_limits(self) -> dict[str, tuple[float, float]]:
+        """What the cluster's limiter books per key (teacher names and ``judge``): (rpm, tpm) x headroom."""
+        caps = {t.name: (t.rpm, t.tpm) for t in self.teachers} | {"judge": (self.judge.rpm, self.judge.tpm)}
+        return {k: (rpm * self.rate_headroom, tpm * self.rate_headroom) for k, (rpm, tpm) in caps.items()}
 
     @model_validator(mode="after")
     def _teachers(self) -> CurateConfig:

@@ -46,8 +46,7 @@ class TeacherUDF:
 
     def __init__(self, curate_json: str, limiter, cache_uri: str):
         cfg = CurateConfig.model_validate_json(curate_json)
-        lim = RemoteLimiter(limiter, {t.name: (t.rpm, t.tpm) for t in cfg.teachers})
-        cache = ResponseCache(cache_uri)
+        lim, cache = RemoteLimiter(limiter, cfg.rate_limits()), ResponseCache(cache_uri)
         endpoints = {t.name: MeteredEndpoint(t.name, t.model, t.price_in_per_mtok, t.price_out_per_mtok,
                                              cfg.retry, lim, cache) for t in cfg.teachers}
         self.step = TeacherStep(cfg, endpoints, cfg.seed)
@@ -74,7 +73,7 @@ class JudgeUDF:
         cfg = CurateConfig.model_validate_json(curate_json)
         j = cfg.judge
         endpoint = MeteredEndpoint("judge", ModelConfig.model_validate_json(judge_json), j.price_in_per_mtok,
-                                   j.price_out_per_mtok, cfg.retry, RemoteLimiter(limiter, {"judge": (j.rpm, j.tpm)}),
+                                   j.price_out_per_mtok, cfg.retry, RemoteLimiter(limiter, cfg.rate_limits()),
                                    ResponseCache(cache_uri))
         self.step = JudgeStep(cfg, endpoint)
 
@@ -155,9 +154,7 @@ def configure_limiter(cfg: CurateConfig):
     import ray
 
     handle = get_limiter()
-    calls = [handle.configure.remote(t.name, t.rpm, t.tpm) for t in cfg.teachers]
-    calls.append(handle.configure.remote("judge", cfg.judge.rpm, cfg.judge.tpm))
-    ray.get(calls)
+    ray.get([handle.configure.remote(key, rpm, tpm) for key, (rpm, tpm) in cfg.rate_limits().items()])
     return handle
 
 

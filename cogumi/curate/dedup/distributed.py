@@ -1,6 +1,6 @@
 """Ray Data adapter of the dedup core: correct across workers, not per block.
 
-1. ``map_batches``: per row an exact key and the LSH band keys (vectorised MinHash).
+1. ``map_batches``: per row an exact key and the LSH band keys (compiled MinHash).
 2. ``groupby(exact key)``: exact duplicates resolved across the whole cluster; the
    survivors are exploded into one ``(band key, id)`` row per band.
 3. ``groupby(band key)``: bucket members become candidate pairs.

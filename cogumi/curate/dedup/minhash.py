@@ -1,12 +1,13 @@
-"""Vectorised MinHash signatures over lower-cased character k-grams, LSH banding and exact Jaccard.
+"""Compiled (numba) MinHash signatures over lower-cased character k-grams, LSH banding and exact Jaccard.
 
 Shingles follow the spec's appendix: ``text.lower().strip()`` cut into character
 k-grams (k=3). Each k-gram becomes an exact 63-bit code (three 21-bit code
 points), is mixed with splitmix64 to 32 bits, and the ``num_perm`` permutations
 are the multiply-add family ``h_i(x) = a_i * x + b_i mod 2**32`` (``a_i`` odd).
-A whole batch of documents is hashed as one ``(num_perm, shingles)`` matrix and
-reduced per document with ``np.minimum.reduceat``, which is what makes it tens of
-times faster than one ``MinHash.update`` call per shingle.
+Signatures are computed by one compiled loop (numba) per batch: each document's
+shingle hashes stay in L1 cache while all ``num_perm`` minima are taken, with no
+intermediate ``(num_perm, shingles)`` matrix; that is what makes it tens of times
+faster than one ``MinHash.update`` call per shingle.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+import numba
 import numpy as np
 
 _U64 = np.uint64
 _MASK21 = _U64((1 << 21) - 1)
-_CHUNK = 4096  # shingles per matrix slab: (num_perm x 4096) uint32 = 2 MiB for 128 perms
 
 
 def normalise(text: str) -> str:
@@ -51,35 +52,10 @@ def shingle_codes(text: str, k: int = 3) -> np.ndarray:
     return code
 
 
-def batch_codes(texts: Sequence[str], k: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Shingle codes of many texts at once: (all codes in text order, codes per text).
-
-    The texts are joined into one code-point array and every k-gram window that
-    lies inside one text is coded in a single vectorised pass (same codes as
-    :func:`shingle_codes`).
-    """
-    norm = [normalise(t) for t in texts]
-    if not norm:
-        return np.empty(0, np.uint64), np.empty(0, np.int64)
-    if k > 3 or any(len(t) < k for t in norm):
-        per_text = [shingle_codes(t, k) for t in norm]
-        return (np.concatenate(per_text) if per_text else np.empty(0, np.uint64),
-                np.fromiter((len(c) for c in per_text), dtype=np.int64, count=len(per_text)))
-    sizes = np.fromiter((len(t) for t in norm), dtype=np.int64, count=len(norm))
-    chars = np.frombuffer("\x00".join(norm).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(_U64)
-    n = len(chars) - k + 1
-    code = np.zeros(n, dtype=_U64)
-    for j in range(k):
-        code = (code << _U64(21)) | chars[j:j + n]
-    starts = np.concatenate(([0], np.cumsum(sizes + 1)[:-1]))
-    counts = sizes - k + 1
-    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    return code[np.repeat(starts, counts) + offsets], counts
-
-
 def shingle_set(text: str, k: int = 3) -> np.ndarray:
     """Sorted unique shingle codes: the exact set the Jaccard similarity is defined on."""
-    return np.unique(shingle_codes(text, k))
+    codes = np.sort(shingle_codes(text, k))
+    return codes[np.r_[True, codes[1:] != codes[:-1]]] if len(codes) else codes
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -123,24 +99,60 @@ class MinHasher:
         Returns:
             ``(len(texts), num_perm)`` uint32 array.
         """
-        n = len(texts)
-        out = np.full((self.num_perm, n), np.iinfo(np.uint32).max, dtype=np.uint32)
-        if n == 0:
-            return out.T
-        codes, lengths = batch_codes(texts, self.k)
-        hashes = _mix32(codes)
-        doc = np.repeat(np.arange(n), lengths)
-        slab = np.empty((self.num_perm, _CHUNK), dtype=np.uint32)
-        for start in range(0, len(hashes), _CHUNK):
-            h = hashes[start:start + _CHUNK]
-            block = slab[:, :len(h)]
-            np.multiply(self.a, h[None, :], out=block)
-            d = doc[start:start + _CHUNK]
-            starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
-            mins = np.minimum.reduceat(block, starts, axis=1)
-            ids = d[starts]
-            out[:, ids] = np.minimum(out[:, ids], mins)
-        return np.ascontiguousarray(out.T)
+        norm = [normalise(t) for t in texts]
+        sizes = np.fromiter((len(t) for t in norm), dtype=np.int64, count=len(norm))
+        chars = np.frombuffer("".join(norm).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        out = np.empty((len(norm), self.num_perm), dtype=np.uint32)
+        _signature_kernel(chars, sizes, self.a[:, 0].astype(np.uint64), self.k, out)
+        return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _signature_kernel(chars, sizes, a, k, out):  # pragma: no cover - compiled; tested through MinHasher
+    """``out[d, p] = min over shingles s of d of (a[p] * mix32(code(s))) mod 2**32``.
+
+    Codes and hashes are those of :func:`shingle_codes` and :func:`_mix32`.
+    """
+    mask21 = np.uint64((1 << 21) - 1)
+    mask32 = np.uint64(0xFFFFFFFF)
+    hashes = np.empty(max(1, sizes.max()) if len(sizes) else 1, dtype=np.uint64)
+    pos = 0
+    for d in range(len(sizes)):
+        size = sizes[d]
+        if size < k:  # the whole text is one tagged shingle
+            code = np.uint64(0)
+            for j in range(size):
+                code = (code << np.uint64(21)) | (np.uint64(chars[pos + j]) & mask21)
+            hashes[0] = code | np.uint64(1 << 63)
+            n = 1
+        else:
+            n = size - k + 1
+            for s in range(n):
+                code = np.uint64(0)
+                if k <= 3:
+                    for j in range(k):
+                        code = (code << np.uint64(21)) | np.uint64(chars[pos + s + j])
+                else:
+                    for j in range(k):
+                        code = code * np.uint64(0x100000001B3) + np.uint64(chars[pos + s + j])
+                hashes[s] = code
+        for s in range(n):  # splitmix64 finaliser, high 32 bits
+            x = hashes[s]
+            x = x ^ (x >> np.uint64(30))
+            x = x * np.uint64(0xBF58476D1CE4E5B9)
+            x = x ^ (x >> np.uint64(27))
+            x = x * np.uint64(0x94D049BB133111EB)
+            x = x ^ (x >> np.uint64(31))
+            hashes[s] = x >> np.uint64(32)
+        for p in range(a.shape[0]):
+            ap = a[p]
+            low = mask32
+            for s in range(n):
+                v = (ap * hashes[s]) & mask32
+                if v < low:
+                    low = v
+            out[d, p] = low
+        pos += size
 
 
 def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:

@@ -11,7 +11,7 @@ from cogumi.curate.dedup.cluster import candidate_pairs, dedup_in_memory, rank_k
 from cogumi.curate.dedup.minhash import (
     MinHasher,
     band_keys,
-    batch_codes,
+    _mix32,
     candidate_probability,
     exact_key,
     jaccard,
@@ -39,16 +39,21 @@ def test_shingle_set_is_the_spec_shingle_set():
     assert jaccard(shingle_set(text), shingle_set(other)) == pytest.approx(spec_jaccard(text, other))
 
 
+@pytest.mark.parametrize("k", [3, 5])
 @pytest.mark.parametrize("texts", [
-    ["Hello World", "abc", "  x y z  ", "naïve café ☕ text"],
-    ["with a short one", "ab", "and more text"],
+    ["Hello World", "abc", "  x y z  ", "naïve café ☕ text", "surrogate \ud800 half"],
+    ["with a short one", "ab", "", "and more text"],
     [],
 ])
-def test_batch_codes_equal_per_text_codes(texts):
-    codes, counts = batch_codes(texts)
-    per_text = [shingle_codes(t) for t in texts]
-    assert counts.tolist() == [len(c) for c in per_text]
-    assert codes.tolist() == [int(x) for c in per_text for x in c]
+def test_compiled_signatures_are_minhash_by_definition(texts, k):
+    """Each slot is min over the text's shingles of a_p * mix32(code) mod 2**32 (numpy reference)."""
+    hasher = MinHasher(64, k, seed=5)
+    sigs = hasher.signatures(texts)
+    assert sigs.shape == (len(texts), 64) and sigs.dtype == np.uint32
+    for row, text in zip(sigs, texts):
+        hashes = _mix32(shingle_codes(text, k)).astype(np.uint64)
+        expected = ((hasher.a.astype(np.uint64) * hashes[None, :]) & np.uint64(0xFFFFFFFF)).min(axis=1)
+        assert row.tolist() == expected.astype(np.uint32).tolist()
 
 
 def test_short_texts_are_one_shingle_and_never_collide_with_full_kgrams():

@@ -134,3 +134,23 @@ def test_call_with_retries_retries_transient_and_stops_on_fatal():
     with pytest.raises(RetriesExhausted) as exc:
         call_with_retries(always_500, RetryConfig(max_attempts=3, base_s=0.01), sleep=lambda s: None)
     assert [f.kind for f in exc.value.failures] == ["server"] * 3
+
+
+def test_the_limiter_books_each_cap_less_the_headroom():
+    from cogumi.curate.config import CurateConfig, JudgeConfig, TeacherConfig
+
+    cfg = CurateConfig(teachers=[TeacherConfig(name="a", rpm=600, tpm=10_000), TeacherConfig(name="b", rpm=30)],
+                       judge=JudgeConfig(rpm=100, tpm=50_000), rate_headroom=0.9)
+    limits = cfg.rate_limits()
+    assert limits == {"a": (540.0, 9000.0), "b": (27.0, 90_000.0), "judge": (90.0, 45_000.0)}
+    clock = FakeClock()
+    schedule = RateSchedule(clock)
+    schedule.configure("a", *limits["a"])
+    sends = []
+    for _ in range(1200):
+        clock.t += schedule.reserve("a", 1)
+        sends.append(clock.t)
+    # jitter of up to 5 % of a slot at the server still leaves every minute at or under the 600 cap
+    rng = random.Random(0)
+    arrivals = [t + rng.uniform(0, 0.05 * 60 / 540) for t in sends]
+    assert max_in_window(arrivals, 60.0) <= 600
