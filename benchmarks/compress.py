@@ -9,6 +9,13 @@ Q5_K_M <= 0.37x the f16 size, Q5_K_M perplexity <= +5 % vs the input.
 
     python benchmarks/compress.py [--run-root runs/bench] [--rounds 2] [--max-tokens 64] \
         [--no-prune] [--no-quantize] [--set compress.key=value ...]
+    python benchmarks/compress.py --aligned-size   # size only, SmolLM2's shape widened to 256 multiples
+
+SmolLM2-135M's 576-wide rows do not fit llama.cpp's 256-weight K-quant super-blocks,
+so most of its tensors fall back to Q5_1/Q8_0. ``--aligned-size`` exports a random
+Llama of SmolLM2's depth, vocabulary and tied embeddings but hidden 768 /
+intermediate 2048 through the same exporter and quantiser and reports only the
+size ratio (perplexity of random weights means nothing).
 """
 
 from __future__ import annotations
@@ -52,6 +59,33 @@ def decode_speed(q5_path: Path, hf_dir: Path, rounds: int, max_tokens: int, thre
             "ratio_q5_over_fp32": round(med["llamacpp_q5_k_m"] / med["transformers_fp32"], 2)}
 
 
+def aligned_size(work: Path, threads: int) -> dict:
+    """Q5_K_M / f16 size of a random 256-aligned Llama shaped like SmolLM2 (30 layers, vocab 49152, tied)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from cogumi.compress.gguf_check import quantize_gguf, verify_gguf
+    from cogumi.compress.gguf_export import export_gguf
+    from cogumi.models.embedded import materialise_hf
+
+    tok = AutoTokenizer.from_pretrained(materialise_hf())
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=768, intermediate_size=2048, num_hidden_layers=30,
+                      num_attention_heads=12, num_key_value_heads=4, max_position_embeddings=2048,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    hf_dir = work / "aligned-hf"
+    LlamaForCausalLM(cfg).save_pretrained(hf_dir)
+    tok.save_pretrained(hf_dir)
+    f16, q5 = work / "aligned-f16.gguf", work / "aligned-q5_k_m.gguf"
+    export_gguf(hf_dir, f16, outtype="f16")
+    types = quantize_gguf(f16, q5, "Q5_K_M", threads)
+    return {"shape": "llama, hidden 768, intermediate 2048, 30 layers, 12/4 heads, vocab 49152, tied embeddings",
+            "params": sum(p.numel() for p in LlamaForCausalLM(cfg).parameters()),
+            "f16_bytes": f16.stat().st_size, "q5_k_m_bytes": q5.stat().st_size,
+            "q5_k_m_over_f16_size": round(q5.stat().st_size / f16.stat().st_size, 4),
+            "q5_k_m_tensor_types": types, "f16_tensor_types": verify_gguf(f16, "gguf")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run-root", default="runs/bench")
@@ -61,7 +95,16 @@ def main() -> None:
     ap.add_argument("--no-prune", action="store_true", help="skip 2:4 pruning")
     ap.add_argument("--no-quantize", action="store_true", help="skip AWQ W4A16 (GGUF from the input)")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--aligned-size", action="store_true",
+                    help="only the Q5_K_M/f16 size of a random 256-aligned Llama of SmolLM2's shape")
     args = ap.parse_args()
+    if args.aligned_size:
+        work = Path(args.run_root) / "aligned"
+        work.mkdir(parents=True, exist_ok=True)
+        out = aligned_size(work, args.threads)
+        out["goal_q5_size_le_0.37x_f16"] = out["q5_k_m_over_f16_size"] <= 0.37
+        print(json.dumps(out, indent=2))
+        return
 
     from cogumi.compress.pipeline import run_compress
     from cogumi.config import load_config
