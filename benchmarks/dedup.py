@@ -10,8 +10,8 @@ some exact copies) goes through:
   when the MinHash estimate is >= 0.8;
 - cogumi (1 process): :func:`cogumi.curate.dedup.cluster.dedup_in_memory`
   (exact-key pass, compiled signatures (numba), LSH bands, exact-Jaccard verification);
-- cogumi on Ray Data with 1 and then 2 signature workers (the distributed path
-  that ``cogumi curate`` runs), and the signature step alone in 1 vs 2 processes.
+- cogumi on Ray Data on a 1-CPU and on a 2-CPU local Ray (the distributed path
+  that ``cogumi curate`` runs, every stage), and the signature step alone in 1 vs 2 processes.
 
 Quality is pair precision/recall against exact Jaccard over all pairs (sparse
 matrix product). Throughput is MB of compared text per second per core. The
@@ -140,22 +140,23 @@ def signature_scaling(docs: list[str]) -> dict[str, float]:
 
 
 def ray_scaling(docs: list[str], threshold: float) -> dict[str, float]:
+    """Seconds of the whole Ray Data dedup on a 1-CPU and on a 2-CPU local Ray (workers = CPUs), interleaved."""
     import ray
     import ray.data
 
     from cogumi.curate.dedup.distributed import dedup_dataset
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    ray.data.DataContext.get_current().enable_progress_bars = False
     rows = [{"id": str(i), "text": d} for i, d in enumerate(docs)]
-    out = {}
-    for workers in (1, 2, 1, 2):  # interleaved: the machine is shared
+    out: dict[str, list[float]] = {}
+    for cpus in (1, 2, 1, 2):  # interleaved: the machine is shared
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
         ds = ray.data.from_items(rows).repartition(8).materialize()
         t0 = time.perf_counter()
-        dedup_dataset(ds, id_col="id", fields=["text"], threshold=threshold, workers=workers, num_cpus=1,
+        dedup_dataset(ds, id_col="id", fields=["text"], threshold=threshold, workers=cpus, num_cpus=1,
                       batch_size=256)
-        out.setdefault(str(workers), []).append(time.perf_counter() - t0)
-    ray.shutdown()
+        out.setdefault(str(cpus), []).append(time.perf_counter() - t0)
+        ray.shutdown()
     return {k: min(v) for k, v in out.items()}
 
 
