@@ -19,9 +19,11 @@ the cost of the whole dedup). The shuffles use Ray's pull-based sort shuffle, me
 from __future__ import annotations
 
 import contextlib
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -34,8 +36,6 @@ from cogumi.curate.dedup.cluster import (
     resolve_component,
 )
 from cogumi.curate.dedup.minhash import MinHasher, band_keys, exact_key, join_fields, lsh_params
-
-import numpy as np
 
 KEY_SCHEMA = pa.schema([("id", pa.string()), ("score", pa.float64()), ("exact", pa.string()),
                         ("bands", pa.list_(pa.uint64())), ("slot", pa.int64())])
@@ -54,9 +54,7 @@ def _scores(batch: pa.Table, score_col: str | None) -> list[float | None]:
 
 
 def _slot(key: str, slots: int) -> int:
-    """Stable slot of a hex key (exact keys are blake2b hex digests; components are row ids)."""
-    import zlib
-
+    """Stable slot of a string key (exact keys are blake2b hex digests; components are row ids)."""
     return zlib.crc32(key.encode("utf-8", "surrogatepass")) % slots
 
 

@@ -17,7 +17,8 @@ def test_smollm2_full_chain_round_trips(ray_local, embedded_hf_dir, tmp_path):
     cfg = load_config(None, [f"run.root={tmp_path}", "run.name=smol", f"compress.model={embedded_hf_dir}",
                              "compress.quantize.group_size=64", "compress.quantize.awq_grid=10",
                              "compress.gguf.types=[Q5_K_M]",
-                             "compress.calibration.num_samples=16", "compress.quality.max_tokens=1024",
+                             "compress.calibration.num_samples=8", "compress.calibration.max_seq_length=128",
+                             "compress.quality.max_tokens=512",
                              "compress.quality.on_fail=warn"])
     result = run_compress(cfg)
     steps = result["steps"]
