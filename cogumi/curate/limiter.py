@@ -7,8 +7,10 @@ ever holds more than ``rpm`` requests (or ``tpm`` tokens plus one request's
 worth). Tokens are reserved before the call (prompt estimate + max_tokens) and
 settled with the real usage after it. A 429 pauses the key for every worker.
 
-:class:`RateLimiterActor` is a named Ray actor around the schedule, found or
-created with :func:`get_limiter`; workers ask it for a delay and sleep locally.
+:class:`RateLimiterActor` is a named, detached Ray actor around the schedule,
+found or created with :func:`get_limiter`; workers ask it for a delay and sleep
+locally. Callers book ``curate.rate_headroom`` of each cap (see
+``CurateConfig.rate_limits``) so arrival jitter at the server stays under it.
 """
 
 from __future__ import annotations
