@@ -3,7 +3,7 @@
 Shingles follow the spec's appendix: ``text.lower().strip()`` cut into character
 k-grams (k=3). Each k-gram becomes an exact 63-bit code (three 21-bit code
 points), is mixed with splitmix64 to 32 bits, and the ``num_perm`` permutations
-are the multiply-add family ``h_i(x) = a_i * x + b_i mod 2**32`` (``a_i`` odd).
+are the multiplicative family ``h_i(x) = a_i * x mod 2**32`` (``a_i`` odd: a bijection).
 Signatures are computed by one compiled loop (numba) per batch: each document's
 shingle hashes stay in L1 cache while all ``num_perm`` minima are taken, with no
 intermediate ``(num_perm, shingles)`` matrix; that is what makes it tens of times
