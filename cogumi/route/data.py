@@ -114,10 +114,10 @@ def require_trainable(labels: list[int], where: str) -> None:
     """At least 10 rows and both labels, or an UntrainableRoutingSet (checked before any expensive extraction)."""
     found = sorted(set(labels))
     if len(labels) < 10 or found != [0, 1]:
-        raise UntrainableRoutingSet(f"the routing set has {len(labels)} rows with labels {found}; the router needs at least "
-                          "10 rows with both labels (0 = base enough, 1 = modifier better)", where,
-                          "add rows or check how the labels were produced; router.data.source=local-proxy "
-                          "builds a stand-in set from the base model alone")
+        raise UntrainableRoutingSet(f"the routing set has {len(labels)} rows with labels {found}; the router needs "
+                                    "at least 10 rows with both labels (0 = base enough, 1 = modifier better)", where,
+                                    "add rows or check how the labels were produced; router.data.source=local-proxy "
+                                    "builds a stand-in set from the base model alone")
 
 
 def has_features(rows: list[dict[str, Any]]) -> bool:

@@ -22,6 +22,7 @@ from cogumi.config import CogumiConfig, ModelConfig
 from cogumi.errors import CogumiError
 from cogumi.route.data import (
     MODIFIERS_OUTPUT,
+    UntrainableRoutingSet,
     has_features,
     read_routing_set,
     require_trainable,
@@ -72,7 +73,7 @@ def resolve_source(cfg: CogumiConfig, run: RunDir) -> RoutingSource:
         if data.source == "auto":
             try:
                 require_trainable([r["label"] for r in read_routing_set(produced)], produced)
-            except CogumiError as exc:
+            except UntrainableRoutingSet as exc:  # a malformed set is still an error, not a fallback
                 log.warning("router: the modifiers' routing set cannot train a router (%s); "
                             "falling back to the LOCAL PROXY set", exc.what)
                 return RoutingSource("local-proxy", None,
