@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -156,8 +157,55 @@ class _CountingSink:
         return len(data)
 
 
+def _record(record_path: Path, where: str) -> dict[str, Any]:
+    """The archive record, with its types checked (it is read from disk, so it may lie)."""
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArchiveError(f"archive record {record_path} is not readable JSON ({exc.__class__.__name__})", where,
+                           "run the zstd step again") from None
+    if not isinstance(record, dict):
+        raise ArchiveError(f"archive record {record_path} is not a JSON object", where, "run the zstd step again")
+    for key, kind in (("archive", str), ("dictionary", str), ("sha256", str), ("dict_sha256", str),
+                      ("original_bytes", int)):
+        value = record.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            raise ArchiveError(f"archive record {record_path}: field '{key}' is missing or invalid ({value!r})",
+                               where, "run the zstd step again")
+    return record
+
+
+def member_path(folder: Path, name: str, field: str, where: str) -> Path:
+    """``folder/name`` for a member named by an archive record, refusing names that leave ``folder``.
+
+    A record is data from disk: a member must be a plain relative name, without NUL, absolute
+    paths or ``..`` parts, and must not be (or pass through) a symlink pointing outside ``folder``.
+
+    Raises:
+        ArchiveError: naming the member and what is wrong with it.
+    """
+    def refuse(why: str) -> ArchiveError:
+        return ArchiveError(f"archive member {name!r} (record field '{field}') {why}; refusing to open it", where,
+                            "the record was edited or is malicious: rebuild the archive from the GGUF")
+
+    if not name or "\x00" in name:
+        raise refuse("is empty or contains a NUL byte")
+    if name.startswith(("/", "\\")) or os.path.isabs(name) or re.match(r"^[A-Za-z]:", name):
+        raise refuse("is an absolute path")
+    if ".." in re.split(r"[/\\]", name):
+        raise refuse("contains '..'")
+    path = folder / name
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise refuse("is a symlink that points outside the archive folder")
+    return path
+
+
 def unpack(record_path: str | Path, out_path: str | Path | None = None) -> dict[str, Any]:
-    """Stream an archive back, verify its SHA-256, and write it to ``out_path`` (if given).
+    """Stream an archive back, verify its size and SHA-256, and write it to ``out_path`` (if given).
+
+    The record is not trusted: member names must stay inside its folder, and decompression
+    stops as soon as the output would exceed the recorded size (a small archive can expand
+    to gigabytes), so nothing beyond ``original_bytes`` is ever written.
 
     Args:
         record_path: the ``<name>.zstd.json`` written by :func:`pack` (the ``.zstd`` and
@@ -168,7 +216,8 @@ def unpack(record_path: str | Path, out_path: str | Path | None = None) -> dict[
         ``{"sha256", "bytes", "decompress_s", "verified": True}``.
 
     Raises:
-        ArchiveError: missing pieces, a damaged stream, or a checksum that does not match.
+        ArchiveError: missing pieces, an unsafe member name, a damaged stream, output larger
+            than recorded, or a checksum that does not match.
     """
     import zstandard
 
@@ -176,14 +225,17 @@ def unpack(record_path: str | Path, out_path: str | Path | None = None) -> dict[
     where = f"compress zstd: {record_path}"
     if not record_path.is_file():
         raise ArchiveError(f"archive record {record_path} does not exist", where, "run the zstd step again")
-    record = json.loads(record_path.read_text())
-    zst, zdict = record_path.parent / record["archive"], record_path.parent / record["dictionary"]
+    record = _record(record_path, where)
+    zst = member_path(record_path.parent, record["archive"], "archive", where)
+    zdict = member_path(record_path.parent, record["dictionary"], "dictionary", where)
     for part in (zst, zdict):
         if not part.is_file():
             raise ArchiveError(f"archive part {part} is missing", where, "run the zstd step again")
     if file_sha256(zdict) != record["dict_sha256"]:
         raise ArchiveError(f"dictionary {zdict} does not match the one the archive was made with", where,
                            "restore the original .zdict file or rebuild the archive")
+    expected = record["original_bytes"]
+    damaged = "the archive is damaged; rebuild it from the GGUF (cogumi compress --force)"
     dctx = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(zdict.read_bytes()))
     sha, n = hashlib.sha256(), 0
     tmp = Path(out_path).with_name(f".{Path(out_path).name}.partial") if out_path else None
@@ -191,19 +243,21 @@ def unpack(record_path: str | Path, out_path: str | Path | None = None) -> dict[
     try:
         with open(zst, "rb") as fin, (open(tmp, "wb") if tmp else _CountingSink()) as fout:
             reader = dctx.stream_reader(fin, read_size=CHUNK)
-            while chunk := reader.read(CHUNK):
+            # never ask for more than one byte past the recorded size: a lying record stops here
+            while chunk := reader.read(min(CHUNK, expected - n + 1)):
+                if n + len(chunk) > expected:
+                    raise ArchiveError(f"{zst} decompresses to more than the recorded {expected} bytes; stopped "
+                                       f"after {n} bytes without writing more", where, damaged)
                 sha.update(chunk)
                 n += len(chunk)
                 fout.write(chunk)
-        if sha.hexdigest() != record["sha256"] or n != record["original_bytes"]:
+        if sha.hexdigest() != record["sha256"] or n != expected:
             raise ArchiveError(f"{zst} decompresses to {n} bytes with SHA-256 {sha.hexdigest()[:16]}..., not the "
-                               f"recorded {record['original_bytes']} bytes / {record['sha256'][:16]}...", where,
-                               "the archive is damaged; rebuild it from the GGUF (cogumi compress --force)")
+                               f"recorded {expected} bytes / {record['sha256'][:16]}...", where, damaged)
         if tmp:
             os.replace(tmp, out_path)
     except zstandard.ZstdError as exc:
-        raise ArchiveError(f"{zst} is not a valid zstd stream ({exc})", where,
-                           "the archive is damaged; rebuild it from the GGUF (cogumi compress --force)") from None
+        raise ArchiveError(f"{zst} is not a valid zstd stream ({exc})", where, damaged) from None
     finally:
         if tmp:
             tmp.unlink(missing_ok=True)

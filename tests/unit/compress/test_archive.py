@@ -92,3 +92,107 @@ def test_wrong_dictionary_and_missing_parts(packed, tmp_path):
     with pytest.raises(ArchiveError, match="missing"):
         unpack(dst / f"{record['archive']}.json")
 
+
+
+def _bomb(record, dst, megabytes=32):
+    """Replace the archive by a valid zstd frame (same dictionary) that expands to ``megabytes`` of zeros."""
+    import zstandard
+
+    zdict = zstandard.ZstdCompressionDict((dst / record["dictionary"]).read_bytes())
+    data = zstandard.ZstdCompressor(level=3, dict_data=zdict).compress(b"\0" * (megabytes << 20))
+    (dst / record["archive"]).write_bytes(data)
+    return len(data)
+
+
+def _count_writes(monkeypatch):
+    """Count bytes unpack writes to its output files (through the module's ``open``)."""
+    import builtins
+
+    import cogumi.compress.archive as archive
+
+    written = {"bytes": 0}
+
+    class Counting:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            written["bytes"] += len(data)
+            return self.fh.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+    def spy_open(path, mode="r", *args, **kwargs):
+        fh = builtins.open(path, mode, *args, **kwargs)
+        return Counting(fh) if "w" in mode else fh
+
+    monkeypatch.setattr(archive, "open", spy_open, raising=False)
+    return written
+
+
+def test_lying_size_record_stops_at_the_recorded_size(packed, tmp_path, monkeypatch):
+    record, dst = _copy_archive(packed, tmp_path)
+    compressed = _bomb(record, dst)
+    assert compressed < 64 << 10  # a small archive...
+    rec_path = dst / f"{record['archive']}.json"
+    rec_path.write_text(json.dumps(record | {"original_bytes": 10}))  # ...whose record says 10 bytes
+    written = _count_writes(monkeypatch)
+    with pytest.raises(ArchiveError, match="more than the recorded 10 bytes") as err:
+        unpack(rec_path, tmp_path / "out.gguf")
+    assert record["archive"] in str(err.value)
+    assert written["bytes"] <= 10  # never wrote beyond the record (here: nothing at all)
+    assert not (tmp_path / "out.gguf").exists() and not list(tmp_path.glob(".out.gguf*"))
+
+
+def test_output_larger_than_a_plausible_record_stops_at_it(packed, tmp_path, monkeypatch):
+    record, dst = _copy_archive(packed, tmp_path)
+    _bomb(record, dst)
+    limit = (1 << 20) + 5  # not a chunk multiple: the stop is exact, not rounded to a read
+    rec_path = dst / f"{record['archive']}.json"
+    rec_path.write_text(json.dumps(record | {"original_bytes": limit}))
+    written = _count_writes(monkeypatch)
+    with pytest.raises(ArchiveError, match=r"more than the recorded \d+ bytes; stopped after \d+ bytes"):
+        unpack(rec_path, tmp_path / "out.gguf")
+    assert written["bytes"] <= limit
+    assert not (tmp_path / "out.gguf").exists()
+
+
+@pytest.mark.parametrize("field", ["archive", "dictionary"])
+@pytest.mark.parametrize("name, why", [("../x.zstd", "'..'"), ("sub/../../x", "'..'"), ("/etc/x", "absolute"),
+                                       ("x\0.zstd", "NUL"), ("", "empty")])
+def test_malicious_member_names_are_refused(packed, tmp_path, field, name, why):
+    record, dst = _copy_archive(packed, tmp_path)
+    rec_path = dst / f"{record['archive']}.json"
+    rec_path.write_text(json.dumps(record | {field: name}))
+    with pytest.raises(ArchiveError, match=why) as err:
+        unpack(rec_path, tmp_path / "out.gguf")
+    assert repr(name) in str(err.value) and f"'{field}'" in str(err.value)
+    assert not (tmp_path / "out.gguf").exists()
+
+
+def test_member_symlink_escaping_the_folder_is_refused(packed, tmp_path):
+    record, dst = _copy_archive(packed, tmp_path)
+    outside = tmp_path / "outside.zstd"
+    (dst / record["archive"]).rename(outside)
+    (dst / record["archive"]).symlink_to(outside)
+    with pytest.raises(ArchiveError, match="symlink that points outside") as err:
+        unpack(dst / f"{record['archive']}.json")
+    assert record["archive"] in str(err.value)
+
+
+def test_record_with_wrong_types_is_refused(packed, tmp_path):
+    record, dst = _copy_archive(packed, tmp_path)
+    rec_path = dst / f"{record['archive']}.json"
+    rec_path.write_text(json.dumps(record | {"original_bytes": "10"}))
+    with pytest.raises(ArchiveError, match="original_bytes"):
+        unpack(rec_path)
+    rec_path.write_text("[1, 2")
+    with pytest.raises(ArchiveError, match="not readable JSON"):
+        unpack(rec_path)
