@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import posixpath
+import socket
 import time
 import uuid
 from datetime import datetime, timezone
@@ -90,6 +91,11 @@ class Manifest(BaseModel):
     ended_at: str | None = None
     duration_s: float | None = None
     error: str | None = None
+    # who runs it: written while running, so that the next run can tell a killed run from a live one
+    pid: int | None = None
+    host: str | None = None
+    pid_started: str | None = None
+    previous: str | None = None  # what happened to the attempt this one replaced (e.g. it was killed)
 
 
 class RunDir:
@@ -183,27 +189,61 @@ class StageDir:
         return (manifest is not None and manifest.status == "finished"
                 and manifest.config_hash == config_hash and manifest.inputs == (inputs or {}))
 
-    def begin(self, config_hash: str, inputs: dict[str, str] | None = None) -> StageRecorder:
-        """Start (or restart) the stage; use the result as a context manager."""
-        return StageRecorder(self, config_hash, inputs or {})
+    def begin(self, config_hash: str, inputs: dict[str, str] | None = None,
+              resume_note: str = "resuming") -> StageRecorder:
+        """Start (or restart) the stage; use the result as a context manager.
+
+        Args:
+            resume_note: how this stage resumes after a killed attempt, ending the message
+                ``the previous run (pid N, started T) was killed; <resume_note>``.
+
+        Entering raises :class:`ArtifactError` while another live process on this host runs
+        the stage; after a killed attempt, the recorder's ``previous`` holds the message above
+        (also written to the manifest).
+        """
+        return StageRecorder(self, config_hash, inputs or {}, resume_note)
 
 
 class StageRecorder:
     """Context manager that writes ``running`` then ``finished``/``failed`` manifests."""
 
-    def __init__(self, stage: StageDir, config_hash: str, inputs: dict[str, str]):
-        self.stage, self.fs = stage, stage.run.fs
+    def __init__(self, stage: StageDir, config_hash: str, inputs: dict[str, str], resume_note: str = "resuming"):
+        self.stage, self.fs, self.resume_note = stage, stage.run.fs, resume_note
         self.metrics: dict[str, Any] = {}
         self.method: dict[str, str] = {}
+        self.previous: str | None = None
         self._t0 = time.time()
         self.manifest = Manifest(run_id=stage.run.run_id, run_name=stage.run.name, stage=stage.name,
                                  status="running", config_hash=config_hash, inputs=inputs,
-                                 versions=package_versions(), started_at=_now())
+                                 versions=package_versions(), started_at=_now(), pid=os.getpid(),
+                                 host=socket.gethostname(), pid_started=process_started(os.getpid()))
 
     def __enter__(self) -> StageRecorder:
+        self.previous = self.manifest.previous = self._check_previous()
         self.fs.create_dir(self.stage.path, recursive=True)
         self._save()
         return self
+
+    def _check_previous(self) -> str | None:
+        """Why the last attempt is being replaced when it never ended (None when it did, or never ran)."""
+        try:
+            old = self.stage.manifest()
+        except ArtifactError:
+            return None  # corrupt or foreign: overwritten as before
+        if old is None or old.status != "running":
+            return None
+        if old.pid is None:
+            return f"the previous run (started {old.started_at}) never finished; {self.resume_note}"
+        me = self.manifest
+        if old.host != me.host:
+            return (f"the previous run (pid {old.pid} on {old.host}, started {old.started_at}) never finished and "
+                    f"cannot be checked from {me.host}; {self.resume_note}")
+        if old.pid != me.pid and process_alive(old.pid, old.pid_started):
+            raise ArtifactError(
+                f"stage '{self.stage.name}' is being run by another process (pid {old.pid}, started "
+                f"{old.started_at}); two runs would overwrite each other", self.stage.file(MANIFEST),
+                f"wait for it to finish, or stop it (kill {old.pid}) and run again")
+        return f"the previous run (pid {old.pid}, started {old.started_at}) was killed; {self.resume_note}"
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         m = self.manifest
@@ -235,6 +275,38 @@ class StageRecorder:
 
     def _save(self) -> None:
         _write(self.fs, self.stage.file(MANIFEST), self.manifest.model_dump_json(indent=2))
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of ``/proc/<pid>/stat`` after the command name (state first), or None (not Linux, no process)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+        return stat.rsplit(")", 1)[1].split()  # the name before ')' may hold spaces
+    except (OSError, IndexError):
+        return None
+
+
+def process_started(pid: int) -> str | None:
+    """An identity of process ``pid``'s start (Linux: its start time in clock ticks), or None."""
+    fields = _proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else None
+
+
+def process_alive(pid: int, started: str | None = None) -> bool:
+    """True when ``pid`` runs on this host and (if ``started`` is known) is the same process, not a reuse."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by someone else
+    fields = _proc_stat(pid)
+    if fields is None:
+        return True
+    if fields[0] in ("Z", "X"):
+        return False  # exited, not yet reaped
+    return started is None or len(fields) <= 19 or fields[19] == started
 
 
 def digest_file(fs: pafs.FileSystem, path: str) -> str:

@@ -113,3 +113,74 @@ def test_digest_path_of_inputs(tmp_path):
     assert digest_path(str(f)) != d1
     with pytest.raises(ArtifactError, match="does not exist"):
         digest_path(str(tmp_path / "missing"))
+
+
+def _running_manifest_of(tmp_path, pid, **over):
+    """A stage left ``running`` by process ``pid`` (as a kill -9 leaves it)."""
+    import os
+    import socket
+
+    from cogumi.artifacts import process_started
+
+    stage = RunDir.open(str(tmp_path), "r1").stage("curate")
+    rec = stage.begin("h1")
+    rec.manifest = rec.manifest.model_copy(update={"pid": pid, "host": socket.gethostname(),
+                                                   "pid_started": process_started(pid), **over})
+    rec.fs.create_dir(stage.path, recursive=True)
+    rec._save()
+    assert stage.manifest().status == "running" and os.getpid() != pid
+    return stage
+
+
+def test_running_manifest_records_who_runs_it(tmp_path):
+    import os
+    import socket
+
+    stage = RunDir.open(str(tmp_path), "r1").stage("curate")
+    with stage.begin("h1") as rec:
+        m = stage.manifest()
+        assert m.status == "running" and m.pid == os.getpid() and m.host == socket.gethostname()
+        assert rec.previous is None and m.previous is None
+    assert stage.manifest().status == "finished"
+
+
+def test_a_killed_run_is_named_on_the_next_run(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stage = _running_manifest_of(tmp_path, dead.pid)
+    started = stage.manifest().started_at
+    with stage.begin("h1", resume_note="resuming from its cached calls") as rec:
+        expected = f"the previous run (pid {dead.pid}, started {started}) was killed; resuming from its cached calls"
+        assert rec.previous == expected
+        assert stage.manifest().previous == expected
+    assert stage.manifest().previous == expected and stage.manifest().status == "finished"
+
+
+def test_a_live_run_of_the_same_stage_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stage = _running_manifest_of(tmp_path, live.pid)
+        with pytest.raises(ArtifactError, match=f"being run by another process \\(pid {live.pid}"):
+            with stage.begin("h1"):
+                pass
+        assert stage.manifest().pid == live.pid  # left alone
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_a_reused_pid_or_another_host_is_not_taken_for_a_live_run(tmp_path):
+    import os
+
+    stage = _running_manifest_of(tmp_path, os.getppid(), pid_started="1")  # alive, but a different process
+    with stage.begin("h1") as rec:
+        assert "was killed" in rec.previous
+    stage = _running_manifest_of(tmp_path, os.getppid(), host="elsewhere")
+    with stage.begin("h1") as rec:
+        assert "on elsewhere" in rec.previous and "cannot be checked" in rec.previous
