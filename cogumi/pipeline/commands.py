@@ -66,23 +66,36 @@ def pipeline_cmd(config: ConfigOpt = None, set_: SetOpt = None,
         _record_pipeline(plan, cfg, outcomes, time.perf_counter() - t0)
         paths = write_report(plan.run)
     for o in outcomes:
-        detail = o.detail or ("up to date" if o.status == "skipped" else "")
-        console.print(f"{o.name:<10} {o.status:<8} {o.seconds:7.1f}s  {detail}", highlight=False)
+        console.print(summary_line(o), highlight=False, markup=False)
     console.print(f"pipeline finished in {time.perf_counter() - t0:.0f}s · report: {paths['markdown']} "
                   f"and {paths['html']}", highlight=False)
     if "serve" in cfg.pipeline.stages:
         _serve(plan, keep_serving, forced=bool({"serve", "all"} & set(force or [])))
 
 
+def summary_line(o) -> str:
+    """A stage's line in the summary printed at the end: name, status, seconds, note."""
+    from cogumi.pipeline.runner import note
+
+    text = note(o) or ("up to date" if o.status == "skipped" else "")
+    return f"{o.name:<10} {o.status:<9} {o.seconds:7.1f}s  {text}"
+
+
 def _record_pipeline(plan, cfg, outcomes, seconds: float) -> None:
-    """The ``pipeline`` stage: the cluster it ran on and each stage's status and time."""
+    """The ``pipeline`` stage: the cluster it ran on and each stage's status, time and note.
+
+    ``pipeline.json`` is the record the run report's stage table reads, so the console
+    summary, ``pipeline.md`` and the report say the same status for every stage.
+    """
     import ray
+
+    from cogumi.pipeline.runner import STATUSES, note
 
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     total = ray.cluster_resources()
     cluster = {"nodes": len(nodes), "cpus": total.get("CPU", 0), "gpus": total.get("GPU", 0),
                "memory_gb": round(total.get("memory", 0) / 1e9, 1)}
-    stages = [{"name": o.name, "status": o.status, "seconds": round(o.seconds, 1), "detail": o.detail}
+    stages = [{"name": o.name, "status": o.status, "seconds": round(o.seconds, 1), "detail": note(o)}
               for o in outcomes]
     with plan.run.stage("pipeline").begin(cfg.section_hash()) as rec:
         rec.metrics.update({"seconds": round(seconds, 1), "cluster": cluster,
@@ -92,7 +105,9 @@ def _record_pipeline(plan, cfg, outcomes, seconds: float) -> None:
         lines = ["# Pipeline", "", f"{len(nodes)} Ray node(s): {cluster['cpus']:g} CPUs, {cluster['gpus']:g} GPUs, "
                  f"{cluster['memory_gb']} GB; {seconds:.0f} s in all.", "", "| stage | status | seconds | note |",
                  "|---|---|---|---|"]
-        lines += [f"| {s['name']} | {s['status']} | {s['seconds']} | {s['detail'][:120]} |" for s in stages]
+        lines += [f"| {s['name']} | {s['status']} | {s['seconds']} | {s['detail'][:160]} |" for s in stages]
+        used = dict.fromkeys(s["status"] for s in stages)
+        lines += ["", "Statuses: " + "; ".join(f"{k}: {STATUSES[k]}" for k in used if k in STATUSES) + "."]
         rec.write_text("pipeline.md", "\n".join(lines) + "\n")
 
 

@@ -126,6 +126,11 @@ class PipelinePlan:
     def _done(self, stage: str) -> bool:
         return self.run.stage(stage).finished()
 
+    def _built(self, stage: str, output: str) -> bool:
+        """Finished with ``output`` among its outputs (a router stage can finish without a router)."""
+        manifest = self.run.stage(stage).manifest()
+        return manifest is not None and manifest.status == "finished" and output in manifest.outputs
+
     def _student(self) -> CogumiConfig:
         return with_student(self.cfg, trained_student(self.cfg, self.latest_train)) if self.latest_train else self.cfg
 
@@ -141,7 +146,7 @@ class PipelinePlan:
         return serving_config(
             self.cfg, gguf if self._done("compress.gguf") else None,
             adapters if self._done("modifiers") else None,
-            posixpath.join(run_location(self.cfg), "router") if self._done("router") else None)
+            posixpath.join(run_location(self.cfg), "router") if self._built("router", "router.json") else None)
 
     # -- stage functions: (cfg, force) -> summary with "skipped"
     def curate(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
@@ -232,13 +237,11 @@ class PipelinePlan:
         return modifiers_stage(modifiers_config(cfg, self.latest_train), force)
 
     def router(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
-        from cogumi.route.data import UntrainableRoutingSet
         from cogumi.route.stage import router_stage
 
-        try:
-            out = router_stage(self.built_config(), force)
-        except UntrainableRoutingSet as exc:  # a tiny model can leave one label only: serve the built-in router
-            return {"skipped": False, "degraded": f"no router trained ({exc.what}); serving the built-in router"}
+        # a tiny model can leave one label only: the stage then finishes without a router (recorded,
+        # so an unchanged rerun skips it) and serving keeps the built-in router
+        out = router_stage(self.built_config(), force, record_untrainable=True)
         out["source"] = out["source"].kind
         return out
 

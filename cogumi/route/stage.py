@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow.fs as pafs
 
-from cogumi.artifacts import RunDir, StageRecorder, digest_path, package_versions
+from cogumi.artifacts import MANIFEST, RunDir, StageRecorder, digest_path, package_versions
 from cogumi.config import CogumiConfig, ModelConfig
 from cogumi.errors import CogumiError
 from cogumi.route.data import (
@@ -96,23 +96,65 @@ def stage_key(cfg: CogumiConfig, source: RoutingSource) -> tuple[str, dict[str, 
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest(), inputs
 
 
-def router_stage(cfg: CogumiConfig, force: bool = False) -> dict[str, Any]:
+def router_stage(cfg: CogumiConfig, force: bool = False, record_untrainable: bool = False) -> dict[str, Any]:
     """Run (or skip, when its manifest matches) the router stage.
 
+    Args:
+        record_untrainable: when the routing set cannot train a router (one label, too few
+            rows), finish the stage without a router instead of failing: the manifest records
+            the reason (metrics ``router_trained: false``, ``degraded``), no router files are
+            left in the folder, and an unchanged rerun skips it. The pipeline asks for this;
+            ``cogumi router`` reports the set as an error.
+
     Returns:
-        ``{"skipped", "stage", "source", "metrics"}`` (metrics as in ``metrics.json``).
+        ``{"skipped", "stage", "source", "metrics"}`` (metrics as in ``metrics.json``), plus
+        ``"degraded"`` (why no router was trained) when the stage finished without one.
+
+    Raises:
+        UntrainableRoutingSet: the set cannot train a router and ``record_untrainable`` is False.
     """
     run = RunDir.open(cfg.run.root, cfg.run.name)
     stage = run.stage(STAGE)
     source = resolve_source(cfg, run)
     cfg_hash, inputs = stage_key(cfg, source)
     if not force and stage.can_skip(cfg_hash, inputs):
-        with run.fs.open_input_stream(stage.file("metrics.json")) as f:
-            metrics = json.loads(f.read().decode())
-        return {"skipped": True, "stage": stage.path, "source": source, "metrics": metrics}
+        metrics = stage.manifest().metrics
+        if metrics.get("router_trained", True):
+            with run.fs.open_input_stream(stage.file("metrics.json")) as f:
+                metrics = json.loads(f.read().decode())
+            return {"skipped": True, "stage": stage.path, "source": source, "metrics": metrics}
+        if record_untrainable:
+            return {"skipped": True, "stage": stage.path, "source": source, "metrics": metrics,
+                    "degraded": metrics["degraded"]}
     with stage.begin(cfg_hash, inputs) as rec:
-        metrics = run_router_stage(cfg, rec, source)
+        try:
+            metrics = run_router_stage(cfg, rec, source)
+        except UntrainableRoutingSet as exc:
+            if not record_untrainable:
+                raise
+            metrics = record_no_router(rec, exc)
+            return {"skipped": False, "stage": stage.path, "source": source, "metrics": metrics,
+                    "degraded": metrics["degraded"]}
     return {"skipped": False, "stage": stage.path, "source": source, "metrics": metrics}
+
+
+def record_no_router(rec: StageRecorder, exc: UntrainableRoutingSet) -> dict[str, Any]:
+    """Finish the stage without a router: clear the folder of an earlier router, say why in metrics and report."""
+    for item in rec.fs.get_file_info(pafs.FileSelector(rec.stage.path)):
+        if item.base_name == MANIFEST:
+            continue
+        if item.type == pafs.FileType.Directory:
+            rec.fs.delete_dir(item.path)
+        else:
+            rec.fs.delete_file(item.path)
+    metrics = {"router_trained": False, "status": "degraded",
+               "degraded": f"no router trained ({exc.what}); serving the built-in router"}
+    rec.metrics.update(metrics)
+    rec.method["router"] = "none: the routing set cannot train one; serving uses the built-in cascade router"
+    rec.write_json("metrics.json", metrics)
+    rec.write_text("report.md", f"# Router report\n\nNo router trained: {exc.what}.\n\nServing uses the built-in "
+                                f"cascade router. Fix: {exc.fix}.\n")
+    return metrics
 
 
 def run_router_stage(cfg: CogumiConfig, rec: StageRecorder, source: RoutingSource) -> dict[str, Any]:
@@ -142,6 +184,7 @@ def run_router_stage(cfg: CogumiConfig, rec: StageRecorder, source: RoutingSourc
     rows, emb = extract(rows, texts, base, rc.embedding, rc.extract, rc.data.max_tokens, rc.data.top_logprobs)
     if source.kind == "local-proxy":
         rows = label_proxy_rows(rows)
+        require_trainable([r["label"] for r in rows], source.description)
     rows = validate_rows(rows, source.description)
     q_emb, e_emb = emb[:len(rows)], emb[len(rows):]
     esc = train_escalation(esc_rows, e_emb, rc.escalation.c, rc.escalation.threshold, rc.seed)
@@ -178,7 +221,7 @@ def run_router_stage(cfg: CogumiConfig, rec: StageRecorder, source: RoutingSourc
     rec.write_json("metrics.json", fit.metrics)
     rec.write_text("report.md", report(fit.metrics, method))
     _write_features(rec, rows, emb_dim)
-    rec.metrics.update(_headline(fit.metrics))
+    rec.metrics.update({"router_trained": True, **_headline(fit.metrics)})
     rec.method.update(method)
     return fit.metrics
 
