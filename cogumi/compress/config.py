@@ -121,8 +121,12 @@ class GgufConfig(Section):
     f16_min_top1: float = Field(0.95, ge=0, le=1, description="f16: min top-1 agreement with HF")
     quant_max_kl: float = Field(0.5, gt=0, description="K-quants: max mean KL in nats (measured 0.06-0.10)")
     quant_min_top1: float = Field(0.6, ge=0, le=1, description="K-quants: min top-1 agreement with HF")
+    fallback_types: list[str] = Field(
+        default_factory=lambda: ["Q6_K", "Q8_0"],
+        description="with quality.on_fail=fallback: types tried (in order) when no type of `types` passes the "
+                    "gate; the f16 export is the last resort")
 
-    @field_validator("types")
+    @field_validator("types", "fallback_types")
     @classmethod
     def _known_types(cls, value: list[str]) -> list[str]:
         out = [v.upper() for v in value]
@@ -136,7 +140,8 @@ class ZstdConfig(Section):
     """Step 4: lossless zstd archive of one GGUF with a dictionary trained on weight samples."""
 
     enabled: bool = True
-    target: str = Field("Q5_K_M", description="which GGUF to archive: a type from gguf.types, or F16")
+    target: str = Field("SERVED", description="which GGUF to archive: SERVED (the one the gguf step promoted), "
+                                              "a type from gguf.types, or F16")
     level: int = Field(10, ge=1, le=22)
     dict_size: int = Field(131072, ge=1024, description="dictionary bytes (spec: 128 KB)")
     sample_size: int = Field(4096, ge=64, description="bytes per weight sample the dictionary is trained on")
@@ -151,11 +156,17 @@ class ZstdConfig(Section):
 
 
 class QualityConfig(Section):
-    """Quality gate: perplexity on held-out text after every step against the uncompressed model."""
+    """Quality gate: perplexity on held-out text after every step against the uncompressed model.
+
+    ``on_fail``: ``fallback`` rejects a failing artifact and carries on without it (a rejected
+    pruning step leaves the unpruned model as the GGUF source; the served GGUF is the smallest
+    type that passes, trying ``gguf.fallback_types`` and then f16); ``fail`` stops the run at the
+    first failing artifact; ``warn`` keeps failing artifacts (an explicit opt-in).
+    """
 
     eval_data: str | None = Field(None, description="held-out .txt/.jsonl/.parquet; None = built-in held-out set")
     max_ppl_increase: float = Field(0.10, ge=0.0, description="spec: +10 %")
-    on_fail: Literal["fail", "warn"] = "fail"
+    on_fail: Literal["fallback", "fail", "warn"] = "fallback"
     max_tokens: int = Field(2048, ge=32, description="held-out tokens scored")
     window: int = Field(256, ge=16, description="tokens per scored window")
 
@@ -175,7 +186,8 @@ class CompressConfig(Section):
 
     @model_validator(mode="after")
     def _zstd_target_exists(self) -> CompressConfig:
-        if self.zstd.enabled and self.gguf.enabled and self.zstd.target not in ("F16", "F32", *self.gguf.types):
+        if self.zstd.enabled and self.gguf.enabled and \
+                self.zstd.target not in ("SERVED", "F16", "F32", *self.gguf.types):
             raise ValueError(f"zstd.target {self.zstd.target} is not produced; gguf.types is {self.gguf.types}")
         if self.gguf.source == "quantized" and not self.quantize.enabled:
             raise ValueError("gguf.source 'quantized' needs quantize.enabled")

@@ -145,6 +145,9 @@ def write_report(run: RunDir, cfg: CogumiConfig, rec: Any) -> None:
     metrics = {s: run.stage(steps.stage_name(s)).manifest().metrics for s in enabled_steps(cfg) if s != "report"}
     methods = {s: run.stage(steps.stage_name(s)).manifest().method for s in metrics}
     rows = size_rows(metrics)
+    served = metrics.get("gguf", {}).get("served")
+    for row in rows:
+        row["served"] = row["step"] == "gguf" and row["artifact"] == served
     notes = [steps.PRUNE_NOTE] if "prune" in metrics else []
     if "quantize" in metrics:
         notes.append(f"quantize: {methods['quantize'].get('quantization')}")
@@ -157,12 +160,18 @@ def write_report(run: RunDir, cfg: CogumiConfig, rec: Any) -> None:
     rec.write_json("size_table.json", summary)
     rec.write_text("size_table.md", to_markdown(rows, title, notes))
     bar_chart(rows, rec.path("size_chart.png"), title)
-    rec.metrics.update(rows=rows, worst_gate=_worst([r.get("gate") for r in rows]))
+    rec.metrics.update(rows=rows, worst_gate=_worst([r.get("gate") for r in rows]), served=served,
+                       rejected={r["artifact"]: r["rejected"] for r in rows if r.get("rejected")})
+    if served:
+        row = next(r for r in rows if r["served"])
+        rec.metrics["headline"] = (f"serving {served}: {row['bytes'] / 1e6:.1f} MB, perplexity {row['ppl']:.2f} "
+                                   f"({100 * row.get('ppl_change', 0):+.1f}% vs input)"
+                                   + (f"; rejected {len(rec.metrics['rejected'])}" if rec.metrics["rejected"] else ""))
     rec.method["report"] = "size_table.json, size_table.md, size_chart.png"
 
 
 def _worst(statuses: list[str | None]) -> str:
-    for s in ("fail", "warn", "pass"):
+    for s in ("fail", "warn", "rejected", "pass"):
         if s in statuses:
             return s
     return "n/a"
@@ -205,7 +214,8 @@ def run_compress(cfg: CogumiConfig, *, force: bool = False, use_ray: bool = True
         results[step] = _on_ray(cfg, step, args) if use_ray else execute_step(*args)
     run = RunDir.open(root, cfg.run.name)
     return {"run": run.path, "steps": results, "skipped": all(r.get("skipped") for r in results.values()),
-            "report": run.stage(steps.stage_name("report")).file("size_table.md")}
+            "report": run.stage(steps.stage_name("report")).file("size_table.md"),
+            "headline": results.get("report", {}).get("headline", "")}
 
 
 def _on_ray(cfg: CogumiConfig, step: str, args: tuple) -> dict[str, Any]:

@@ -95,7 +95,17 @@ class GateResult:
     baseline_ppl: float
     increase: float
     limit: float
-    status: str  # pass, warn or fail
+    status: str  # pass, rejected, warn or fail
+
+    @property
+    def usable(self) -> bool:
+        """May later steps build on (and the pipeline serve) this artifact?"""
+        return self.status in ("pass", "warn")
+
+    def reason(self) -> str:
+        """One line: the numbers behind the status."""
+        return (f"perplexity {self.ppl:.3f} vs {self.baseline_ppl:.3f} at baseline ({100 * self.increase:+.1f}%, "
+                f"limit +{100 * self.limit:.0f}%)")
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (rounded)."""
@@ -105,15 +115,21 @@ class GateResult:
 
 
 def gate(model: str, ppl: float, baseline_ppl: float, cfg: QualityConfig) -> GateResult:
-    """Compare ``ppl`` with the baseline; ``status`` is pass, or warn/fail beyond the limit."""
+    """Compare ``ppl`` with the baseline.
+
+    ``status`` is ``pass`` within the limit; beyond it ``rejected`` (``on_fail: fallback``),
+    ``fail`` or ``warn``.
+    """
     increase = ppl / baseline_ppl - 1.0
     ok = increase <= cfg.max_ppl_increase and math.isfinite(ppl)
-    status = "pass" if ok else ("warn" if cfg.on_fail == "warn" else "fail")
+    status = "pass" if ok else {"fallback": "rejected", "fail": "fail", "warn": "warn"}[cfg.on_fail]
     result = GateResult(model, ppl, baseline_ppl, increase, cfg.max_ppl_increase, status)
     if status == "warn":
-        log.warning("quality gate: %s perplexity %.3f is %+.1f%% vs baseline %.3f (limit %+.0f%%); continuing "
+        log.warning("quality gate: %s perplexity %.3f is %+.1f%% vs baseline %.3f (limit %+.0f%%); kept "
                     "because quality.on_fail is warn", model, ppl, 100 * increase, baseline_ppl,
                     100 * cfg.max_ppl_increase)
+    elif status == "rejected":
+        log.warning("quality gate: %s rejected: %s", model, result.reason())
     return result
 
 

@@ -42,8 +42,11 @@ def to_markdown(rows: list[dict[str, Any]], title: str, notes: list[str]) -> str
         change = "-" if r.get("ppl_change") is None else f"{100 * r['ppl_change']:+.2f} %"
         vs = "-" if r.get("vs_input") is None else f"{r['vs_input']:.3f}x"
         bpp = "-" if r.get("bits_per_param") is None else f"{r['bits_per_param']:.2f}"
+        gate = r.get("gate", "-") + (" · **served**" if r.get("served") else "")
         lines.append(f"| {r['step']} | `{r['artifact']}` | {_mb(r['bytes'])} | {vs} | {bpp} | {ppl} | {change} "
-                     f"| {r.get('gate', '-')} | {r.get('method', '')} |")
+                     f"| {gate} | {r.get('method', '')} |")
+    rejected = [f"rejected `{r['artifact']}` ({r['step']}): {r['rejected']}" for r in rows if r.get("rejected")]
+    notes = [*rejected, *notes]
     if notes:
         lines += ["", *[f"- {n}" for n in notes]]
     return "\n".join(lines) + "\n"

@@ -70,9 +70,16 @@ class StepEnv:
         texts, source = calibration_texts(self.cfg.calibration, self.tokenizer(), step)
         return calibration_dataset(texts, self.tokenizer(), self.cfg.calibration.max_seq_length), source
 
+    def promoted(self, step: str) -> bool:
+        """Did ``step`` run and pass its gate (so later steps build on its output)?"""
+        if step == "prune" and not self.cfg.prune.enabled or step == "quantize" and not self.cfg.quantize.enabled:
+            return False
+        manifest = self.run.stage(stage_name(step)).manifest()
+        return bool(manifest and manifest.metrics.get("promoted", True))
+
     def float_source(self) -> Path:
-        """The latest float model: pruned if pruning is on, else the input."""
-        return self.stage_path("prune", "pruned") if self.cfg.prune.enabled else self.model_dir
+        """The latest float model: the pruned one if pruning ran and passed its gate, else the input."""
+        return self.stage_path("prune", "pruned") if self.promoted("prune") else self.model_dir
 
 
 def _artifact(env: StepEnv, rec: StageRecorder, name: str, path: Path, ppl: float | None,
@@ -84,8 +91,20 @@ def _artifact(env: StepEnv, rec: StageRecorder, name: str, path: Path, ppl: floa
         if env.baseline_ppl:
             result = quality.gate(name, ppl, env.baseline_ppl, env.cfg.quality)
             row["gate"] = result.status
+            if result.status == "rejected":
+                row["rejected"] = result.reason()
     rec.metrics.setdefault("artifacts", []).append(row)
     return row, result
+
+
+def _promote(rec: StageRecorder, step: str, result: quality.GateResult | None, artifact: str) -> None:
+    """Record whether the step's output is promoted; raise when the gate says fail."""
+    quality.enforce([result] if result else [], step, artifact)
+    promoted = result is None or result.usable
+    rec.metrics["promoted"] = promoted
+    if not promoted:
+        rec.metrics["rejected"] = f"{result.model}: {result.reason()}; later steps use the step's input instead"
+        rec.method["gate"] = "rejected (quality.on_fail: fallback)"
 
 
 def _hf_ppl(env: StepEnv, model_dir: Path) -> float:
@@ -123,7 +142,7 @@ def prune(env: StepEnv, rec: StageRecorder) -> None:
     log.info("prune: %s; %s", stats, PRUNE_NOTE)
     ppl = _hf_ppl(env, out)
     _, result = _artifact(env, rec, "pruned/", out, ppl, f"sparsegpt {cfg.mask} (dense)")
-    quality.enforce([result] if result else [], "prune", str(out))
+    _promote(rec, "prune", result, str(out))
 
 
 def quantize(env: StepEnv, rec: StageRecorder) -> None:
@@ -146,59 +165,110 @@ def quantize(env: StepEnv, rec: StageRecorder) -> None:
     del model
     rec.metrics.update(method=info["method"], group_size=info["group_size"], symmetric=info["symmetric"])
     _, result = _artifact(env, rec, "w4a16/", out, ppl, info["method_note"].split(" (")[0] + " W4A16")
-    quality.enforce([result] if result else [], "quantize", str(out))
+    _promote(rec, "quantize", result, str(out))
 
 
 def gguf(env: StepEnv, rec: StageRecorder) -> None:
-    """GGUF f16 export, K-quants, LoRA adapters, each checked against the HF model in llama.cpp."""
+    """GGUF f16 export, K-quants and LoRA adapters, each checked against the HF model in llama.cpp.
+
+    Promotes one file, recorded as ``metrics["served"]``: the smallest GGUF that passes the quality
+    gate among ``gguf.types``; with ``quality.on_fail: fallback`` and none passing, the first of
+    ``gguf.fallback_types`` that passes, else the f16 export; when every GGUF of a pruned model
+    fails, the unpruned input is exported and tried the same way. Rejected files stay on disk
+    with their reasons in the manifest.
+    """
     from cogumi.compress.checkpoint import dequantize_checkpoint
+    from cogumi.compress.errors import QualityGateError
+
+    cfg = env.cfg.gguf
+    fallback = env.cfg.quality.on_fail == "fallback"
+    with tempfile.TemporaryDirectory(prefix="cogumi-gguf-") as scratch:
+        if cfg.source == "quantized" and env.promoted("quantize"):
+            sources = [(dequantize_checkpoint(env.stage_path("quantize", "w4a16"), Path(scratch) / "dequantized"),
+                        "dequantised W4A16 (compressed-tensors) model")]
+        else:
+            sources = [(env.float_source(), "pruned float model" if env.promoted("prune") else "input model")]
+            if cfg.source == "quantized":
+                rec.metrics["source_note"] = "the W4A16 model was rejected by its gate: GGUFs built from floats"
+        if fallback and sources[0][0] != env.model_dir:
+            sources.append((env.model_dir, "input model (every GGUF of the first source was rejected)"))
+        for src, label in sources:
+            rec.method["source"] = label
+            hf_model, served = _gguf_candidates(env, rec, src, fallback)
+            if served:
+                break
+            log.warning("gguf: no GGUF of the %s passed the quality gate", label)
+        if served is None:
+            raise QualityGateError("no GGUF passed the quality gate (see the artifacts in the gguf manifest)",
+                                   str(env.stage_path("gguf")), "relax compress.quality.max_ppl_increase or "
+                                   "add a gentler type to compress.gguf.fallback_types")
+        tok, prompts = env.tokenizer(), _check_prompts(env)
+        adapters = _export_adapters(env, rec, src, hf_model, tok, prompts, f"model-{cfg.outtype}.gguf")
+        del hf_model
+    rec.metrics["served"] = served
+    rec.method["served"] = f"{served} (smallest GGUF that passed the gate)"
+    if adapters:
+        rec.metrics["adapters"] = adapters
+    rec.write_json("round_trip.json", {"models": rec.metrics["round_trip"], "adapters": adapters})
+    bad = [n for n, a in adapters.items() if not a["passed"]]
+    if bad:
+        raise GgufFileError(f"llama.cpp output of the LoRA adapter(s) {', '.join(bad)} does not match PEFT within "
+                            f"tolerance (see round_trip.json)", str(env.stage_path("gguf")),
+                            "check the adapter's architecture support, or loosen compress.gguf tolerances")
+
+
+def _gguf_candidates(env: StepEnv, rec: StageRecorder, src: Path, fallback: bool) -> tuple[Any, str | None]:
+    """Export ``src``, quantise, check and gate each type; returns (the HF model, the promoted file or None)."""
     from cogumi.compress.gguf_check import compare_with_hf, quantize_gguf, verify_gguf
     from cogumi.compress.gguf_export import export_gguf
 
     cfg = env.cfg.gguf
-    with tempfile.TemporaryDirectory(prefix="cogumi-gguf-") as scratch:
-        if cfg.source == "quantized":
-            src = dequantize_checkpoint(env.stage_path("quantize", "w4a16"), Path(scratch) / "dequantized")
-            rec.method["source"] = "dequantised W4A16 (compressed-tensors) model"
-        else:
-            src = env.float_source()
-            rec.method["source"] = "pruned float model" if env.cfg.prune.enabled else "input model"
-        f16_name = f"model-{cfg.outtype}.gguf"
-        exported = export_gguf(src, rec.path(f16_name), outtype=cfg.outtype, tokenizer_pre=cfg.tokenizer_pre,
-                               name=env.model_dir.name)
-        rec.method.update(export=f"cogumi gguf exporter ({exported.architecture} -> {exported.gguf_arch}, "
-                                 f"tokenizer {exported.tokenizer_model}/{exported.tokenizer_pre})",
-                          quantizer="llama.cpp llama_model_quantize (llama-cpp-python)")
-        files = [(f16_name, cfg.outtype.upper())] + [(f"model-{t.lower()}.gguf", t) for t in cfg.types]
-        for name, qtype in files[1:]:
-            counts = quantize_gguf(rec.path(f16_name), rec.path(name), qtype)
-            rec.metrics.setdefault("tensor_types", {})[name] = counts
-        rec.metrics.setdefault("tensor_types", {})[f16_name] = verify_gguf(rec.path(f16_name), "gguf")
-        hf_model = load_for_eval(src)
-        tok = env.tokenizer()
-        prompts = _check_prompts(env)
-        results, checks = [], {}
-        for name, qtype in files:
-            f16 = qtype in ("F16", "F32")
-            rt = compare_with_hf(rec.path(name), hf_model, tok, prompts, cfg.check_tokens,
-                                 cfg.f16_max_kl if f16 else cfg.quant_max_kl,
-                                 cfg.f16_min_top1 if f16 else cfg.quant_min_top1)
-            checks[name] = rt.as_dict()
-            ppl = quality.llamacpp_perplexity(rec.path(name), env.windows())
-            _, result = _artifact(env, rec, name, Path(rec.path(name)), ppl, f"llama.cpp {qtype}")
-            results.append(result)
-        adapters = _export_adapters(env, rec, src, hf_model, tok, prompts, f16_name)
-        del hf_model
-    rec.metrics["round_trip"] = checks
-    if adapters:
-        rec.metrics["adapters"] = adapters
-    rec.write_json("round_trip.json", {"models": checks, "adapters": adapters})
-    bad = [n for n, c in checks.items() if not c["passed"]] + [n for n, a in adapters.items() if not a["passed"]]
-    if bad:
-        raise GgufFileError(f"llama.cpp output of {', '.join(bad)} does not match the HF model within tolerance "
-                            f"(see round_trip.json)", str(env.stage_path("gguf")),
-                            "check the architecture/tokenizer support, or loosen compress.gguf tolerances")
-    quality.enforce([r for r in results if r], "gguf", str(env.stage_path("gguf")))
+    f16_name = f"model-{cfg.outtype}.gguf"
+    exported = export_gguf(src, rec.path(f16_name), outtype=cfg.outtype, tokenizer_pre=cfg.tokenizer_pre,
+                           name=env.model_dir.name)
+    rec.method.update(export=f"cogumi gguf exporter ({exported.architecture} -> {exported.gguf_arch}, "
+                             f"tokenizer {exported.tokenizer_model}/{exported.tokenizer_pre})",
+                      quantizer="llama.cpp llama_model_quantize (llama-cpp-python)")
+    types = rec.metrics.setdefault("tensor_types", {})
+    types[f16_name] = verify_gguf(rec.path(f16_name), "gguf")
+    hf_model, tok, prompts = load_for_eval(src), env.tokenizer(), _check_prompts(env)
+    checks = rec.metrics.setdefault("round_trip", {})
+    label = rec.method["source"]
+
+    def candidate(name: str, qtype: str) -> tuple[int, bool]:
+        f16 = qtype in ("F16", "F32")
+        if not f16:
+            types[name] = quantize_gguf(rec.path(f16_name), rec.path(name), qtype)
+        rt = compare_with_hf(rec.path(name), hf_model, tok, prompts, cfg.check_tokens,
+                             cfg.f16_max_kl if f16 else cfg.quant_max_kl, cfg.f16_min_top1 if f16 else cfg.quant_min_top1)
+        checks[name] = rt.as_dict()
+        if not rt.passed and (f16 or not fallback):
+            raise GgufFileError(f"llama.cpp output of {name} does not match the HF model within tolerance "
+                                f"(see the gguf manifest's round_trip)", str(env.stage_path("gguf")),
+                                "check the architecture/tokenizer support, or loosen compress.gguf tolerances")
+        ppl = quality.llamacpp_perplexity(rec.path(name), env.windows())
+        row, result = _artifact(env, rec, name, Path(rec.path(name)), ppl, f"llama.cpp {qtype} from the {label}")
+        if not rt.passed:
+            row.update(gate="rejected", rejected=f"round trip vs HF outside tolerance: {rt.as_dict()}")
+            return row["bytes"], False
+        quality.enforce([result] if result else [], "gguf", rec.path(name))
+        return row["bytes"], result is None or result.usable
+
+    f16_usable = candidate(f16_name, cfg.outtype.upper())[1]
+    passing = {}
+    for qtype in cfg.types:
+        size, ok = candidate(f"model-{qtype.lower()}.gguf", qtype)
+        if ok:
+            passing[f"model-{qtype.lower()}.gguf"] = size
+    if not passing and fallback:
+        for qtype in (t for t in cfg.fallback_types if t not in cfg.types):
+            size, ok = candidate(f"model-{qtype.lower()}.gguf", qtype)
+            if ok:
+                passing[f"model-{qtype.lower()}.gguf"] = size
+                break
+    if passing:
+        return hf_model, min(passing, key=passing.__getitem__)
+    return hf_model, f16_name if f16_usable and fallback else None
 
 
 def _check_prompts(env: StepEnv) -> list[str]:
@@ -231,12 +301,22 @@ def _export_adapters(env: StepEnv, rec: StageRecorder, src: Path, hf_model: Any,
     return out
 
 
+def served_gguf_name(run: RunDir) -> str:
+    """File name of the GGUF the gguf step promoted (in the ``compress.gguf`` stage folder)."""
+    manifest = run.stage(stage_name("gguf")).manifest()
+    metrics = manifest.metrics if manifest else {}
+    if not metrics.get("served"):
+        raise CompressError("the gguf step recorded no promoted GGUF", run.stage(stage_name("gguf")).path,
+                            "rerun `cogumi compress` (a gguf stage from an older Cogumi has no 'served' entry)")
+    return metrics["served"]
+
+
 def zstd(env: StepEnv, rec: StageRecorder) -> None:
     """zstd archive of the target GGUF, decompressed back and SHA-256 verified."""
     from cogumi.compress.archive import SUFFIX, pack, unpack
 
     cfg = env.cfg.zstd
-    name = f"model-{cfg.target.lower()}.gguf"
+    name = served_gguf_name(env.run) if cfg.target == "SERVED" else f"model-{cfg.target.lower()}.gguf"
     src = env.stage_path("gguf", name)
     if not src.is_file():
         raise CompressError(f"the gguf step has no {name} to archive", str(src), "run the gguf step first")

@@ -85,11 +85,11 @@ def modifiers_config(cfg: CogumiConfig, train_stage: str | None) -> CogumiConfig
     return cfg.model_copy(update={"student": student, "modifiers": mods})
 
 
-def served_gguf(cfg: CogumiConfig) -> str:
-    """The compressed GGUF the pipeline serves: the zstd target type (Q5_K_M by default)."""
-    qtype = cfg.compress.zstd.target if cfg.compress.zstd.target in cfg.compress.gguf.types else \
-        cfg.compress.gguf.types[0]
-    return posixpath.join(run_location(cfg), "compress.gguf", f"model-{qtype.lower()}.gguf")
+def served_gguf(cfg: CogumiConfig, run: RunDir) -> str:
+    """The compressed GGUF the pipeline serves: the one the gguf step promoted (smallest that passed its gate)."""
+    from cogumi.compress.steps import served_gguf_name
+
+    return posixpath.join(run_location(cfg), "compress.gguf", served_gguf_name(run))
 
 
 def serving_config(cfg: CogumiConfig, gguf: str | None, adapters: str | None, router: str | None) -> CogumiConfig:
@@ -141,10 +141,9 @@ class PipelinePlan:
 
     def built_config(self) -> CogumiConfig:
         """The config that routes and serves what this run built (the parts that exist)."""
-        gguf = served_gguf(self.cfg)
         adapters = posixpath.join(run_location(self.cfg), "modifiers", "adapters")
         return serving_config(
-            self.cfg, gguf if self._done("compress.gguf") else None,
+            self.cfg, served_gguf(self.cfg, self.run) if self._done("compress.gguf") else None,
             adapters if self._done("modifiers") else None,
             posixpath.join(run_location(self.cfg), "router") if self._built("router", "router.json") else None)
 

@@ -90,8 +90,13 @@ def test_downstream_stages_use_the_latest_trained_model(cfg, tmp_path):
 
 
 def test_serving_uses_the_compressed_gguf_adapters_and_router(cfg, tmp_path):
-    gguf = served_gguf(cfg)
-    assert gguf == f"{tmp_path}/r/compress.gguf/model-q5_k_m.gguf"
+    from cogumi.artifacts import RunDir
+
+    run = RunDir.open(cfg.run.root, cfg.run.name)
+    with run.stage("compress.gguf").begin("h", {}) as rec:
+        rec.metrics["served"] = "model-q4_k_m.gguf"  # the gguf step's promoted file
+    gguf = served_gguf(cfg, run)
+    assert gguf == f"{tmp_path}/r/compress.gguf/model-q4_k_m.gguf"
     s = serving_config(cfg, gguf, "/a/adapters", "/a/router").serve
     assert (s.base.backend, s.base.model, s.base.logits_all) == ("llamacpp", gguf, True)
     assert s.adapters_dir == "/a/adapters" and s.routing.artifact == "/a/router"

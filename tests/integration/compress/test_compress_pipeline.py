@@ -109,8 +109,8 @@ def test_full_pipeline_on_ray(ray_local, trained_tiny, adapter, tmp_path):
 def test_quality_gate_stops_the_run_and_keeps_finished_steps(ray_local, trained_tiny, tmp_path):
     result = _compress(tmp_path, trained_tiny, "compress.prune.mask=unstructured",
                        "compress.prune.attention_sparsity=0.9", "compress.prune.mlp_sparsity=0.9",
-                       "compress.quality.max_ppl_increase=0.0", "compress.quantize.enabled=false",
-                       "compress.gguf.enabled=false")
+                       "compress.quality.max_ppl_increase=0.0", "compress.quality.on_fail=fail",
+                       "compress.quantize.enabled=false", "compress.gguf.enabled=false")
     assert result.exit_code == 2
     assert "quality gate failed after step 'prune'" in result.output and "compress.prune" in result.output
     manifests = _manifests(tmp_path)
@@ -122,3 +122,28 @@ def test_quality_gate_stops_the_run_and_keeps_finished_steps(ray_local, trained_
 def test_missing_model_is_a_user_error(ray_local, tmp_path):
     result = _compress(tmp_path, tmp_path / "no-such-model")
     assert result.exit_code == 2 and "does not exist" in result.output and "no-such-model" in result.output
+
+
+def test_a_pruning_step_that_breaks_the_model_is_rejected_and_the_gguf_comes_from_the_input(
+        ray_local, trained_tiny, tmp_path):
+    """Planted failure: 90 % unstructured pruning. The default gate (fallback) rejects it, records why, builds
+    the GGUFs from the unpruned input, and promotes the smallest GGUF that passes."""
+    result = _compress(tmp_path, trained_tiny, "compress.prune.mask=unstructured",
+                       "compress.prune.attention_sparsity=0.9", "compress.prune.mlp_sparsity=0.9",
+                       "compress.quantize.enabled=false", "compress.gguf.types=[Q4_K_M,Q5_K_M]")
+    assert result.exit_code == 0, result.output
+    m = _manifests(tmp_path)
+    prune = m["compress.prune"].metrics
+    assert m["compress.prune"].status == "finished" and prune["promoted"] is False
+    assert "perplexity" in prune["rejected"] and prune["artifacts"][0]["gate"] == "rejected"
+    gguf = m["compress.gguf"]
+    assert gguf.method["source"] == "input model"
+    rows = {a["artifact"]: a for a in gguf.metrics["artifacts"]}
+    served = gguf.metrics["served"]
+    assert rows[served]["gate"] == "pass" and rows[served]["ppl"] <= 1.10 * m["compress.baseline"].metrics["ppl"]
+    # nothing smaller than the served file passed its gate
+    assert all(r["gate"] != "pass" for r in rows.values() if r["bytes"] < rows[served]["bytes"])
+    # the archive is of the promoted file, and the report says what was rejected
+    assert (tmp_path / "c" / "compress.zstd" / f"{served}.zstd.json").is_file()
+    table = (tmp_path / "c" / "compress.report" / "size_table.md").read_text()
+    assert "rejected" in table and "served" in table
