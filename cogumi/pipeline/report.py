@@ -61,8 +61,16 @@ def collect(run: RunDir) -> list[dict[str, Any]]:
         figures = {posixpath.relpath(i.path, stage.path): _read_bytes(run.fs, i.path)
                    for i in sorted(files, key=lambda i: i.path) if i.path.endswith(".png")}
         entries.append({"stage": name, "manifest": manifest, "summaries": summaries, "figures": figures})
-    entries.sort(key=lambda e: e["manifest"].started_at)
+    entries.sort(key=lambda e: (e["manifest"].started_at, _pipeline_order(e["stage"])))
     return entries
+
+
+def _pipeline_order(stage: str) -> int:
+    """Tie-break for stages started in the same second: the pipeline's order (``compress.gguf`` as compress)."""
+    from cogumi.pipeline.config import STAGE_NAMES
+
+    base = stage.split(".", 1)[0]
+    return STAGE_NAMES.index(base) if base in STAGE_NAMES else len(STAGE_NAMES)
 
 
 def pipeline_record(run: RunDir) -> dict[str, Any]:
@@ -125,8 +133,8 @@ def blocks(run: RunDir, entries: list[dict[str, Any]]) -> list[str | Figure]:
     if headline:
         out.append(f"**{headline}**\n")
     for e in first:
-        out += _section(e, manifests)
-    out.append(_stage_table(run, entries))
+        out += _section(e, manifests, summary_first=True)
+    out.append("## Stages\n\n" + _stage_table(run, entries))
     out.append(_perplexity_note(run, manifests))
     for e in rest:
         out += _section(e, manifests)
@@ -196,19 +204,21 @@ def _stage_table(run: RunDir, entries: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _section(e: dict[str, Any], manifests: dict[str, Any]) -> list[str | Figure]:
+def _section(e: dict[str, Any], manifests: dict[str, Any], summary_first: bool = False) -> list[str | Figure]:
+    """A stage's heading, error, metrics table and summaries (summaries first for the opening stages)."""
     m = e["manifest"]
-    lines = [f"## {e['stage']}", ""]
-    if m.error:
-        lines += [f"**Error:** {m.error}", ""]
+    head = [f"## {e['stage']}", ""] + ([f"**Error:** {m.error}", ""] if m.error else [])
+    metrics: list[str] = []
     rows = flatten(m.metrics)
     if rows:
-        lines += ["| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {_cell(v)} |" for k, v in rows[:MAX_METRIC_ROWS]]
+        metrics += ["", "| metric | value |", "|---|---|"]
+        metrics += [f"| {k} | {_cell(v)} |" for k, v in rows[:MAX_METRIC_ROWS]]
         if len(rows) > MAX_METRIC_ROWS:
-            lines.append(f"| … | {len(rows) - MAX_METRIC_ROWS} more in {e['stage']}/manifest.json |")
+            metrics.append(f"| … | {len(rows) - MAX_METRIC_ROWS} more in {e['stage']}/manifest.json |")
+    summaries: list[str] = []
     for rel, text in e["summaries"].items():
-        lines += ["", f"### {rel}", "", _demote_headings(_IMAGE_LINK.sub("", text))]
+        summaries += ["", f"### {rel}", "", _demote_headings(_IMAGE_LINK.sub("", text))]
+    lines = head + (summaries + metrics if summary_first else metrics + summaries)
     out: list[str | Figure] = ["\n".join(lines) + "\n"]
     out += [Figure(e["stage"], rel, data, caption(e["stage"], rel, manifests)) for rel, data in e["figures"].items()]
     return out
