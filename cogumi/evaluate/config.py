@@ -64,6 +64,34 @@ class CodeConfig(Section):
     workers: int = Field(2, ge=1, description="programs executed at the same time")
 
 
+SandboxLayer = Literal["user", "pid", "net", "mount", "limits", "guard"]
+FULL_ISOLATION: tuple[str, ...] = ("user", "pid", "net", "mount", "limits")
+
+
+class SandboxConfig(Section):
+    """Code-execution sandbox for code benchmarks, Phase 1C and modifier verification.
+
+    Layers: ``user`` (no privileges of Cogumi's user), ``pid`` (own pid namespace, all killed
+    at the end), ``net`` (empty network namespace), ``mount`` (read-only system view plus a
+    private writable folder), ``limits`` (rlimits set outside the interpreter), ``guard``
+    (in-interpreter audit hook, defence in depth only).
+    """
+
+    require: Literal["any", "full"] | list[SandboxLayer] = Field(
+        "any", description="'any' = run with whatever layers this machine allows (the manifest says which); "
+                           "'full' = refuse to run without user, pid, net, mount and limits; or a list of layers")
+    isolation: Literal["auto", "guard-only"] = Field(
+        "auto", description="auto = bubblewrap where available; guard-only = the old in-interpreter path "
+                            "(plain subprocess + audit hook), for comparisons only")
+    guard: bool = Field(True, description="also install the in-interpreter audit hook (defence in depth)")
+
+    def required_layers(self) -> tuple[str, ...]:
+        """The layers ``require`` asks for, as a tuple."""
+        if self.require == "any":
+            return ()
+        return FULL_ISOLATION if self.require == "full" else tuple(self.require)
+
+
 class PerplexityConfig(Section):
     """Sliding-window perplexity and fixed-prompt samples."""
 
@@ -168,9 +196,10 @@ class DistillConfig(Section):
 
 
 class EvaluateConfig(Section):
-    """Benchmarks (lm-eval, code, perplexity), Phase 1B comparison, Phase 1C distillation."""
+    """Benchmarks (lm-eval, code, perplexity), Phase 1B comparison, Phase 1C distillation, code sandbox."""
 
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     ray: RayConfig = Field(default_factory=RayConfig)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cogumi.evaluate.sandbox import network_isolation, run_program, sandbox_method
+from cogumi.evaluate import sandbox_isolation
+from cogumi.evaluate.sandbox import run_program, sandbox_method
 
 
 def test_good_program_passes_and_bad_assert_fails():
@@ -57,11 +58,12 @@ def test_escape_attempts_are_violations(source, event):
 def test_writes_outside_the_working_folder_are_refused(tmp_path):
     target = tmp_path / f"escape-{uuid.uuid4().hex}.txt"
     res = run_program(f"open({str(target)!r}, 'w').write('x')")
-    assert res.status == "violation" and not target.exists()
+    # the guard refuses it, or (bubblewrap: host paths do not exist inside) the kernel does
+    assert res.status in {"violation", "failed"} and not target.exists()
     victim = tmp_path / "keep.txt"
     victim.write_text("precious")
     res = run_program(f"import os\nos.remove({str(victim)!r})")
-    assert res.status == "violation" and victim.read_text() == "precious"
+    assert res.status in {"violation", "failed"} and victim.read_text() == "precious"
 
 
 def test_writes_inside_the_working_folder_work_and_are_cleaned_up():
@@ -77,10 +79,11 @@ def test_runaway_output_is_capped():
 
 
 def test_network_namespace_blocks_connections_even_without_the_audit_hook():
-    """The kernel layer alone (no guard): a plain connect to a listening local port fails inside it."""
-    prefix, how = network_isolation()
+    """The fallback's kernel layer alone (no guard): a plain connect to a listening local port fails inside it."""
+    iso = sandbox_isolation.detect("guard-only")
+    prefix = list(iso.unshare_prefix)
     if not prefix:
-        pytest.skip(f"no network namespace here: {how}")
+        pytest.skip(f"no network namespace here: {iso.notes['net']}")
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
@@ -96,5 +99,6 @@ def test_network_namespace_blocks_connections_even_without_the_audit_hook():
 
 def test_method_names_every_layer():
     method = sandbox_method()
-    assert set(method) == {"sandbox_network", "sandbox_user", "sandbox_files", "sandbox_limits"}
-    assert "audit hook" in method["sandbox_network"]
+    assert set(method) == {"sandbox_launcher", "sandbox_layers", "sandbox_network", "sandbox_user", "sandbox_files",
+                           "sandbox_processes", "sandbox_limits", "sandbox_verdict"}
+    assert "audit hook" in method["sandbox_network"] and "guard" in method["sandbox_layers"]
