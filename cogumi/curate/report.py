@@ -155,7 +155,8 @@ def render_markdown(summary: dict[str, Any], method: dict[str, str]) -> str:
     w(f"\nTotal spent this run: ${summary['cost_total_usd']:.4f}.\n")
     if summary["first_errors"]:
         w("\n## First errors\n\n" + "".join(f"- {e}\n" for e in summary["first_errors"]))
-    w("\n![report](report.png)\n")
+    judged = sum(q["histogram"].values())
+    w(f"\n![judge scores of {judged} judged rows; {r['ok']} kept rows of {r['input']} by domain](report.png)\n")
     return out.getvalue()
 
 
@@ -169,12 +170,12 @@ def render_plot(summary: dict[str, Any]) -> bytes:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     hist = summary["quality"]["histogram"]
     ax1.bar(list(hist), list(hist.values()), color="#4c72b0")
-    ax1.set_title("judge score (all judged rows)")
+    ax1.set_title(f"judge score ({sum(hist.values())} judged rows)")
     ax1.set_xlabel("score")
     ax1.set_ylabel("rows")
     doms = summary["kept_by_domain"]
     ax2.bar(list(doms), list(doms.values()), color="#55a868")
-    ax2.set_title("kept rows by domain")
+    ax2.set_title(f"kept rows by domain ({summary['rows']['ok']} of {summary['rows']['input']} input rows)")
     ax2.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     buf = io.BytesIO()
