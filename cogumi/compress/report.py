@@ -17,6 +17,7 @@ def size_rows(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Table rows from the metrics of each finished step (``stages[step]`` = manifest metrics)."""
     base = stages.get("baseline", {})
     in_bytes, params, base_ppl = base.get("bytes"), base.get("params"), base.get("ppl")
+    ppl_data = ppl_label(base)
     rows = []
     for step in ("baseline", "prune", "quantize", "gguf", "zstd"):
         for art in stages.get(step, {}).get("artifacts", []):
@@ -25,8 +26,19 @@ def size_rows(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             row["bits_per_param"] = round(8 * art["bytes"] / params, 3) if params else None
             if art.get("ppl") is not None and base_ppl:
                 row["ppl_change"] = round(art["ppl"] / base_ppl - 1.0, 5)
+            if art.get("ppl") is not None and ppl_data:
+                row["ppl_data"] = ppl_data
             rows.append(row)
     return rows
+
+
+def ppl_label(baseline: dict[str, Any]) -> str | None:
+    """Which text the perplexities were measured on, from the baseline step's metrics."""
+    if baseline.get("eval_tokens") is None:
+        return None
+    source = baseline.get("eval_source") or "?"
+    return (f"{'the built-in' if source == 'built-in' else source} compression held-out set, "
+            f"{baseline['eval_tokens']} tokens in non-overlapping windows")
 
 
 def _mb(n: int | None) -> str:
@@ -46,7 +58,10 @@ def to_markdown(rows: list[dict[str, Any]], title: str, notes: list[str]) -> str
         lines.append(f"| {r['step']} | `{r['artifact']}` | {_mb(r['bytes'])} | {vs} | {bpp} | {ppl} | {change} "
                      f"| {gate} | {r.get('method', '')} |")
     rejected = [f"rejected `{r['artifact']}` ({r['step']}): {r['rejected']}" for r in rows if r.get("rejected")]
-    notes = [*rejected, *notes]
+    data = next((r["ppl_data"] for r in rows if r.get("ppl_data")), None)
+    measured = [f"perplexity: {data}, the same for every artifact (the benchmark stage measures another text with "
+                "another window, so its perplexity differs)"] if data else []
+    notes = [*rejected, *measured, *notes]
     if notes:
         lines += ["", *[f"- {n}" for n in notes]]
     return "\n".join(lines) + "\n"
@@ -69,7 +84,8 @@ def bar_chart(rows: list[dict[str, Any]], path: str | Path, title: str) -> Path:
         ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {bar.get_width():,.1f} MB{ppl}",
                 va="center", fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("size on disk (MB)")
+    data = next((r["ppl_data"] for r in rows if r.get("ppl_data")), None)
+    ax.set_xlabel("size on disk (MB)" + (f"; ppl on {data}" if data else ""))
     ax.set_title(title)
     ax.set_xlim(0, max(sizes) * 1.35 if sizes else 1)
     fig.tight_layout()

@@ -31,6 +31,13 @@ def deltas(current: dict[str, Any], baseline: dict[str, Any] | None) -> dict[str
     return {k: now[k]["value"] - before[k]["value"] for k in now if k in before}
 
 
+def perplexity_label(ppl: dict[str, Any]) -> str:
+    """The data behind the benchmark's perplexity: text, window, stride and tokens scored."""
+    return (f"the benchmark held-out text (evaluate.benchmark.perplexity.text_path; the bundled heldout.txt unless "
+            f"set), sliding window {ppl.get('window', '?')} / stride {ppl.get('stride', '?')}, "
+            f"{ppl.get('tokens', '?')} tokens scored")
+
+
 def _fmt(name: str, value: float | None) -> str:
     if value is None:
         return "-"
@@ -61,6 +68,10 @@ def render_markdown(results: dict[str, Any], baseline: dict[str, Any] | None = N
         b = base.get(name, {}).get("value")
         lines.append(f"| {name} | {_fmt(name, m['value'])} | {m['n'] if m['n'] is not None else '-'} | "
                      f"{_fmt(name, b)} | {_fmt_delta(name, diff.get(name))} |")
+    ppl = results.get("perplexity") or {}
+    if "perplexity" in ppl:
+        lines += ["", f"perplexity: {perplexity_label(ppl)} (the compression stage measures its own held-out set "
+                  "with other windows, so its perplexity differs)."]
     skipped = dict((results.get("harness") or {}).get("skipped", {}))
     for part, res in results.items():
         if isinstance(res, dict) and "skipped" in res and isinstance(res["skipped"], str):
