@@ -70,21 +70,26 @@ def config_cmd(config: ConfigOpt = None, set_: SetOpt = None,
 @app.command("models")
 @user_errors
 def models_cmd(role: Annotated[Optional[str], typer.Option(help="student, teacher, judge or reference")] = None,
+               config: ConfigOpt = None, set_: SetOpt = None,
                json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
-    """List catalogued models with memory estimates and whether they fit this machine."""
+    """List catalogued models with memory estimates (for the config's train settings) and whether they fit here."""
+    from cogumi.doctor import memory_note
     from cogumi.models.registry import list_models
-    from cogumi.models.resources import detect_local, inference_gb, plan, qlora_train_gb
+    from cogumi.models.resources import detect_local, estimate_for, plan
 
+    cfg = _load(config, set_)
     node = detect_local()
+    context, settings = cfg.student.n_ctx, ""
     rows = []
     for spec in list_models(role):
         row: dict[str, Any] = {"name": spec.name, "hf_id": spec.hf_id, "params_b": spec.params_b,
                                "context": spec.context, "arch": spec.architecture, "licence": spec.licence,
                                "roles": list(spec.roles)}
         if spec.is_local:
-            fit = plan(spec, node)
-            row |= {"fp16_gb": round(inference_gb(spec, "bfloat16"), 2), "nf4_gb": round(inference_gb(spec, "nf4"), 2),
-                    "qlora_b4_gb": round(qlora_train_gb(spec, batch=4), 2), "device": fit.device,
+            fit = plan(spec, node, context=context, r=cfg.train.lora.r, seq_len=cfg.train.max_seq_length)
+            est = estimate_for(spec, node, cfg.train, context=context)
+            settings = est.settings
+            row |= {"fp16_gb": est.fp16_gb, "nf4_gb": est.nf4_gb, "qlora_gb": est.qlora_gb, "device": fit.device,
                     "fits_inference": fit.inference_weights or "no", "qlora_batch": fit.train_batch_size or "no"}
         else:
             row |= {"price_in": spec.price_in_per_mtok, "price_out": spec.price_out_per_mtok, "fits_inference": "api"}
@@ -93,16 +98,18 @@ def models_cmd(role: Annotated[Optional[str], typer.Option(help="student, teache
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title=f"Model registry — fit on {node.node} ({node.best_device}, {node.device_free_gb:.1f} GB free)")
-    for col in ("name", "params", "ctx", "arch", "fp16 GB", "NF4 GB", "QLoRA b4 GB", "fits here", "QLoRA batch",
-                "licence"):
+    for col in ("name", "params", "ctx", "arch", "fp16 GB", "NF4 GB", "QLoRA GB", "fits here",
+                "largest QLoRA batch", "licence"):
         table.add_column(col)
     for r in rows:
         local = "fp16_gb" in r
         table.add_row(r["name"], f"{r['params_b']:g}B" if r["params_b"] else "-", str(r["context"]), r["arch"],
-                      str(r.get("fp16_gb", "-")), str(r.get("nf4_gb", "-")), str(r.get("qlora_b4_gb", "-")),
+                      str(r.get("fp16_gb", "-")), str(r.get("nf4_gb", "-")), str(r.get("qlora_gb", "-")),
                       str(r["fits_inference"]) if local else f"api (${r['price_in']}/${r['price_out']} per Mtok)",
                       str(r.get("qlora_batch", "-")), r["licence"])
     console.print(table)
+    if settings:
+        console.print(memory_note(settings), highlight=False)
 
 
 @app.command("doctor")

@@ -34,7 +34,7 @@ PACKAGES = (
 def run_checks(cfg: CogumiConfig, ray_address: str | None = None) -> dict[str, Any]:
     """Collect everything doctor reports; ``ok`` is False when a required piece is missing."""
     from cogumi.models.registry import get_model
-    from cogumi.models.resources import detect_local, detect_ray_nodes, plan
+    from cogumi.models.resources import detect_local, detect_ray_nodes, estimate_for, plan
 
     local = detect_local()
     packages = []
@@ -59,10 +59,13 @@ def run_checks(cfg: CogumiConfig, ray_address: str | None = None) -> dict[str, A
         spec_name = _registry_name(mcfg)
         if spec_name is None:
             continue
-        fit = plan(get_model(spec_name), local, r=cfg.train.lora.r, seq_len=cfg.train.max_seq_length)
+        spec = get_model(spec_name)
+        fit = plan(spec, local, context=mcfg.n_ctx, r=cfg.train.lora.r, seq_len=cfg.train.max_seq_length)
+        est = estimate_for(spec, local, cfg.train, context=mcfg.n_ctx)
         fits.append({"role": label, "model": spec_name, "device": fit.device, "budget_gb": fit.available_gb,
-                     "inference": fit.inference_weights or "does not fit", "inference_gb": fit.inference_gb,
-                     "qlora_batch": fit.train_batch_size or "does not fit", "qlora_gb": fit.train_gb})
+                     "inference": fit.inference_weights or "does not fit", "fp16_gb": est.fp16_gb,
+                     "nf4_gb": est.nf4_gb, "qlora_gb": est.qlora_gb, "settings": est.settings,
+                     "qlora_max_batch": fit.train_batch_size or "does not fit"})
     ok = all(p["ok"] for p in packages) and embedded["ok"]
     return {"ok": ok, "local": local.as_dict(), "ray_nodes": nodes, "packages": packages,
             "embedded_model": embedded, "fits": fits}
@@ -90,14 +93,22 @@ def render(report: dict[str, Any], console: Console) -> None:
     emb = report["embedded_model"]
     console.print(f"Embedded model: {'ok' if emb['ok'] else 'MISSING'} — {emb['detail']}", highlight=False)
     if report["fits"]:
-        ft = Table(title="Will it fit here?")
-        for col in ("role", "model", "device", "budget GB", "inference", "inference GB", "QLoRA batch", "QLoRA GB"):
+        ft = Table(title="Will it fit here? (memory: estimates)")
+        for col in ("role", "model", "device", "budget GB", "serve as", "fp16 GB", "NF4 GB", "QLoRA GB",
+                    "largest QLoRA batch"):
             ft.add_column(col)
         for f in report["fits"]:
             ft.add_row(f["role"], f["model"], f["device"], str(f["budget_gb"]), str(f["inference"]),
-                       str(f["inference_gb"]), str(f["qlora_batch"]), str(f["qlora_gb"]))
+                       str(f["fp16_gb"]), str(f["nf4_gb"]), str(f["qlora_gb"]), str(f["qlora_max_batch"]))
         console.print(ft)
+        console.print(memory_note(report["fits"][0]["settings"]), highlight=False)
     console.print("[green]all required checks passed[/]" if report["ok"] else "[red]some required checks failed[/]")
+
+
+def memory_note(settings: str) -> str:
+    """The line under every memory table: the figures are estimates, for these settings."""
+    return (f"Memory figures are estimates for {settings} (formulas in cogumi/models/resources.py); "
+            "a training run records its measured peak as peak_memory_gb in its manifest.")
 
 
 def _embedded_status() -> dict[str, Any]:

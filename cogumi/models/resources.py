@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import psutil
 
@@ -19,7 +20,9 @@ GB = 1024**3
 #: bytes per parameter of each weight format (NF4 includes double-quantised scales)
 BYTES_PER_PARAM = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0, "int8": 1.0,
                    "q5_k_m": 5.69 / 8, "q4_k_m": 4.85 / 8, "nf4": 4.127 / 8}
-RUNTIME_OVERHEAD_GB = {"cuda": 1.0, "mps": 0.5, "cpu": 0.3}
+#: the process itself: CUDA context, or (CPU) Python with torch, transformers, peft, trl, bitsandbytes
+#: and ray.train imported (0.64 GB RSS measured here)
+RUNTIME_OVERHEAD_GB = {"cuda": 1.0, "mps": 0.5, "cpu": 0.7}
 HEADROOM = 0.90  # plan for at most 90 % of the free memory
 
 
@@ -141,17 +144,60 @@ def qlora_train_gb(spec: ModelSpec, r: int = 64, seq_len: int = 2048, batch: int
                    paged_8bit_adam: bool = True, device: str = "cuda") -> float:
     """Memory for QLoRA SFT with gradient checkpointing.
 
-    NF4 base weights; LoRA weights (bf16) + grads (bf16) + AdamW states (2 x fp32, or
-    2 x 8-bit when paged 8-bit AdamW); checkpointed layer inputs; one layer's full
-    activations; fp32 logits and their gradient (large for 128k-token vocabularies).
+    NF4 base weights; LoRA weights + grads + AdamW states (2 x fp32, or 2 x 8-bit when
+    8-bit AdamW); checkpointed layer inputs; one layer's full activations; fp32 logits and
+    their gradient (large for 128k-token vocabularies). On an accelerator activations and
+    LoRA weights are bf16; on CPU training runs in fp32 and loading holds the full-precision
+    weights twice (the checkpoint's tensors and the model's) before NF4 quantisation, which
+    sets the CPU peak (SmolLM2-135M, local.yaml: estimate 2.0 GB, measured peak RSS 2.3 GB).
     """
+    act = 4 if device == "cpu" else 2
     tokens = batch * seq_len
     base = spec.params_b * 1e9 * BYTES_PER_PARAM["nf4"]
-    lora = spec.lora_params(r) * (2 + 2 + (2 if paged_8bit_adam else 8))
-    checkpoints = spec.layers * tokens * spec.hidden * 2
-    one_layer = tokens * (4 * spec.hidden + 3 * spec.intermediate) * 2
+    load = 2 * spec.params_b * 1e9 * BYTES_PER_PARAM["float32"] if device == "cpu" else 0.0
+    lora = spec.lora_params(r) * (act + act + (2 if paged_8bit_adam else 8))
+    checkpoints = spec.layers * tokens * spec.hidden * act
+    one_layer = tokens * (4 * spec.hidden + 3 * spec.intermediate) * act
     logits = tokens * spec.vocab * 4 * 2
-    return (base + lora + checkpoints + one_layer + logits) / GB + RUNTIME_OVERHEAD_GB[device]
+    return (base + load + lora + checkpoints + one_layer + logits) / GB + RUNTIME_OVERHEAD_GB[device]
+
+
+@dataclass
+class MemoryEstimate:
+    """Estimated memory of one model on one device for the settings in use (GB; estimates, not measurements).
+
+    Every command that prints memory (``cogumi doctor``, ``cogumi models``) prints these, so
+    the same config gives the same numbers everywhere.
+    """
+
+    model: str
+    device: str
+    context: int
+    r: int
+    seq_len: int
+    batch: int
+    fp16_gb: float
+    nf4_gb: float
+    qlora_gb: float
+
+    @property
+    def settings(self) -> str:
+        """The inputs, for the output's column heads and notes."""
+        return f"QLoRA batch {self.batch}, seq {self.seq_len}, LoRA r {self.r}; serving context {self.context}"
+
+
+def estimate(spec: ModelSpec, device: str, *, r: int, seq_len: int, batch: int, context: int) -> MemoryEstimate:
+    """The one memory estimate: serving in bf16/fp16 and NF4 weights, and QLoRA SFT, on ``device``."""
+    return MemoryEstimate(spec.name, device, context, r, seq_len, batch,
+                          round(inference_gb(spec, "bfloat16", context, device), 2),
+                          round(inference_gb(spec, "nf4", context, device), 2),
+                          round(qlora_train_gb(spec, r, seq_len, batch, device=device), 2))
+
+
+def estimate_for(spec: ModelSpec, node: NodeResources, train: Any, context: int) -> MemoryEstimate:
+    """:func:`estimate` with the settings of a ``train`` config section, on ``node``'s best device."""
+    return estimate(spec, node.best_device, r=train.lora.r, seq_len=train.max_seq_length, batch=train.batch_size,
+                    context=context)
 
 
 @dataclass

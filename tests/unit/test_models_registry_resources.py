@@ -86,3 +86,31 @@ def test_asking_for_cuda_without_it_is_a_clear_error():
     with pytest.raises(DeviceError, match="CUDA was requested.*Fix: set device: auto or cpu"):
         resolve_device("cuda")
     assert resolve_device("auto") in ("cpu", "mps")
+
+
+def test_doctor_and_models_print_the_same_estimates_for_the_same_config():
+    import json
+
+    from typer.testing import CliRunner
+
+    from cogumi.cli import app
+
+    args = ["--config", "configs/local.yaml", "--set", "train.batch_size=2", "--json"]
+    models = CliRunner().invoke(app, ["models", "--role", "student", *args])
+    doctor = CliRunner().invoke(app, ["doctor", *args])
+    assert models.exit_code == 0 and doctor.exit_code == 0, models.output + doctor.output
+    row = next(r for r in json.loads(models.stdout) if r["name"] == "smollm2-135m-instruct")
+    fit = next(f for f in json.loads(doctor.stdout)["fits"] if f["role"] == "student")
+    assert (row["fp16_gb"], row["nf4_gb"], row["qlora_gb"]) == (fit["fp16_gb"], fit["nf4_gb"], fit["qlora_gb"])
+    assert "QLoRA batch 2, seq 512, LoRA r 16" in fit["settings"]
+    text = CliRunner().invoke(app, ["models", "--role", "student", "--config", "configs/local.yaml"]).output
+    assert "estimates" in " ".join(text.split())
+
+
+def test_cpu_qlora_estimate_of_smollm2_is_near_its_measured_peak():
+    from cogumi.models.resources import estimate
+
+    est = estimate(get_model("smollm2"), "cpu", r=16, seq_len=512, batch=1, context=2048)  # configs/local.yaml
+    measured_peak_gb = 2.3  # peak RSS of the train stage's worker on 2 CPU cores
+    assert 0.75 * measured_peak_gb < est.qlora_gb < 1.25 * measured_peak_gb
+    assert est.nf4_gb < est.fp16_gb
