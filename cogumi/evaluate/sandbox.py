@@ -25,6 +25,7 @@ import functools
 import json
 import logging
 import os
+import re
 import secrets
 import select
 import shutil
@@ -238,22 +239,35 @@ def _execute(cmd: list[str], env: dict[str, str], workdir: Path, logs: Path, tim
 
 def _namespace_init(info_r: int, outer_pid: int) -> int | None:
     """Host pid of the pid namespace's init, from bubblewrap's ``--info-fd`` (checked to be its child)."""
-    ready, _, _ = select.select([info_r], [], [], 10)
-    raw = _read_nonblocking(info_r) if ready else b""
+    raw, deadline = b"", time.monotonic() + 10
+    match = None
+    while match is None and time.monotonic() < deadline:
+        ready, _, _ = select.select([info_r], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = _read_nonblocking(info_r) if ready else b""
+        if not chunk:
+            break
+        raw += chunk
+        match = re.search(rb'"child-pid":\s*(\d+)\s*[,}\n]', raw)
     try:
-        pid = int(json.loads(raw.decode().split("\n}")[0] + "\n}")["child-pid"])
+        pid = int(match.group(1)) if match else 0
         ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (ValueError, KeyError, OSError, IndexError):
+    except (ValueError, OSError, IndexError):
         return None
     return pid if ppid == outer_pid else None
 
 
 def _kill(proc: subprocess.Popen, init_pid: int | None) -> None:
-    """SIGKILL the namespace init (the kernel then kills all in it) and the launcher's process group."""
+    """SIGKILL the namespace init (the kernel then kills all in it), wait for it, then the launcher's group.
+
+    bubblewrap's launcher only exits after the init has gone, and the init only after every
+    process of its namespace, so once ``proc`` is reaped nothing of the run is left.
+    """
     if init_pid is not None:
         try:
             os.kill(init_pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+            proc.wait(timeout=10)
+            return
+        except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
             pass
     try:
         os.killpg(proc.pid, signal.SIGKILL)
