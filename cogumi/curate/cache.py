@@ -2,9 +2,15 @@
 
 Keyed on ``(endpoint, model, messages, params)``; one small JSON file per entry
 under ``<root>/<key[:2]>/<key>.json`` on any pyarrow filesystem, so every Ray
-worker (and a rerun, or a resumed run) sees the same cache without a server.
-Local writes go to a temporary file first and are renamed into place, so a run
-killed mid-write leaves no half entry; an unreadable entry counts as a miss.
+worker on every node (and a rerun, or a resumed run) sees the same cache without
+a server or a lock. (A single SQLite file or journal would need one writer, or a
+local disk shared by every worker.)
+
+The endpoint stores an answer the moment it arrives, before anything uses it, so a
+run killed at any later point has it. Local writes go to a temporary file that is
+fsynced and renamed into place, then the folder is fsynced: an entry is either
+whole and durable (even across a power loss) or absent. An object store's PUT is
+durable when it returns. An unreadable entry counts as a miss.
 """
 
 from __future__ import annotations
@@ -58,23 +64,47 @@ class ResponseCache:
             return None
 
     def put(self, key: str, gen: Generation, extra: dict[str, Any] | None = None) -> None:
-        """Store ``gen`` under ``key`` (atomically on local disks)."""
+        """Store ``gen`` under ``key`` (atomically and durably on local disks)."""
         path = self._path(key)
         body = json.dumps({"text": gen.text, "finish_reason": gen.finish_reason,
                            "usage": {"prompt_tokens": gen.usage.prompt_tokens,
                                      "completion_tokens": gen.usage.completion_tokens},
                            "model": gen.model, "backend": gen.backend, "latency_s": gen.latency_s,
                            **(extra or {})}, ensure_ascii=False).encode()
-        self.fs.create_dir(posixpath.dirname(path), recursive=True)
         if self._local:
-            tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(body)
-            os.replace(tmp, path)
+            _durable_write(path, body)
         else:
+            self.fs.create_dir(posixpath.dirname(path), recursive=True)
             with self.fs.open_output_stream(path) as f:
                 f.write(body)
 
     def __len__(self) -> int:
         sel = pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
         return sum(1 for i in self.fs.get_file_info(sel) if i.path.endswith(".json"))
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _durable_write(path: str, body: bytes) -> None:
+    """Write ``body`` to ``path`` atomically and durably (fsync file, rename, fsync folder)."""
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        os.makedirs(folder, exist_ok=True)
+        _fsync_dir(os.path.dirname(folder))
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "xb") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    _fsync_dir(folder)

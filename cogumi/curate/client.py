@@ -14,19 +14,27 @@ from dataclasses import dataclass
 from cogumi.config_base import ModelConfig
 from cogumi.curate.cache import ResponseCache, cache_key
 from cogumi.curate.config import RetryConfig
-from cogumi.curate.retry import Failure, call_with_retries
+from cogumi.curate.retry import Failure, RetriesExhausted, call_with_retries
 from cogumi.errors import BackendError
 from cogumi.models.inference import Generation, Message, SamplingParams, make_backend
 
 
 @dataclass
 class CallResult:
-    """One answered call with its bill."""
+    """One answered call with its bill.
+
+    ``cost_usd`` is everything the call may have cost: the answer's tokens plus, for each
+    attempt that timed out on the client (``unanswered``; the server may have answered and
+    billed it anyway), its prompt tokens at the input price. That estimated part is
+    ``estimated_usd``.
+    """
 
     generation: Generation
     cached: bool
     attempts: int
     cost_usd: float
+    unanswered: int = 0
+    estimated_usd: float = 0.0
 
 
 def endpoint_id(cfg: ModelConfig) -> str:
@@ -35,9 +43,14 @@ def endpoint_id(cfg: ModelConfig) -> str:
     return f"{cfg.backend}|{where}|{cfg.gguf_file or ''}|{cfg.adapter or ''}"
 
 
+def estimate_prompt_tokens(messages: list[Message]) -> int:
+    """Prompt tokens of ``messages`` without a tokenizer: ~4 characters a token plus a few per message."""
+    return sum(len(m.get("content", "")) for m in messages) // 4 + 8 * len(messages)
+
+
 def estimate_tokens(messages: list[Message], max_tokens: int) -> int:
-    """Tokens to reserve before a call: ~4 characters a token for the prompt, plus the answer cap."""
-    return sum(len(m.get("content", "")) for m in messages) // 4 + 8 * len(messages) + max_tokens
+    """Tokens to reserve before a call: the estimated prompt plus the answer cap."""
+    return estimate_prompt_tokens(messages) + max_tokens
 
 
 class MeteredEndpoint:
@@ -72,32 +85,45 @@ class MeteredEndpoint:
         return (prompt_tokens * self.price_in + completion_tokens * self.price_out) / 1e6
 
     def chat(self, messages: list[Message], params: SamplingParams) -> CallResult:
-        """Answer from the cache, or call the model (rate limited, retried) and cache the answer.
+        """Answer from the cache, or call the model (rate limited, retried), caching the answer as it arrives.
 
         Raises:
-            RetriesExhausted: the call failed fatally or on every attempt.
+            RetriesExhausted: the call failed fatally or on every attempt (with the estimated cost
+                of its unanswered attempts).
         """
         key = cache_key(endpoint_id(self.model), self.model.model, messages, params)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             return CallResult(hit, True, 0, 0.0)
         reserved = estimate_tokens(messages, params.max_tokens)
+        unanswered = 0
 
         def once() -> Generation:
             self.limiter.acquire(self.name, reserved)
             gen = self.backend.chat(messages, params)
             if not isinstance(gen.text, str):
                 raise BackendError("the endpoint answered without text", self.name, "check the endpoint")
+            if self.cache is not None:
+                self.cache.put(key, gen)  # paid for: on disk before anything else can fail or be killed
             return gen
 
         def on_failure(failure: Failure) -> None:
+            nonlocal unanswered
+            unanswered += failure.maybe_billed
             if failure.kind == "rate_limit":
                 self.limiter.pause(self.name, failure.retry_after or self.retry.base_s)
 
-        gen, attempts = call_with_retries(once, self.retry, on_failure)
+        try:
+            gen, attempts = call_with_retries(once, self.retry, on_failure)
+        except RetriesExhausted as exc:
+            exc.unanswered = unanswered
+            exc.estimated_usd = self.cost(unanswered * estimate_prompt_tokens(messages), 0)
+            raise
         self.limiter.settle(self.name, reserved, gen.usage.total_tokens)
-        if self.cache is not None:
-            self.cache.put(key, gen)
-        return CallResult(gen, False, attempts, self.cost(gen.usage.prompt_tokens, gen.usage.completion_tokens))
+        # an unanswered attempt sent the same prompt: the answer's own count is the best estimate
+        estimated = self.cost(unanswered * gen.usage.prompt_tokens, 0)
+        return CallResult(gen, False, attempts,
+                          self.cost(gen.usage.prompt_tokens, gen.usage.completion_tokens) + estimated,
+                          unanswered, estimated)
 
     def close(self) -> None:
         with self._lock:

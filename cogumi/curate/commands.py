@@ -24,7 +24,7 @@ def curate_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     cfg = _load(config, set_)
     if ray_address:
         cfg.curate.ray.address = ray_address
-    result = curate_stage(cfg, force)
+    result = curate_stage(cfg, force, notify=lambda m: err_console.print(m, highlight=False))
     summary, stage_path = result["summary"], result["stage"]
     if result["skipped"]:
         err_console.print(f"curate is up to date in {stage_path} (use --force to rerun)")

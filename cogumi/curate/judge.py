@@ -133,8 +133,8 @@ class JudgeStep:
         if not is_ok(row):
             return row
         messages = judge_messages(row["instruction"], row["response"])
-        tokens_in = tokens_out = 0
-        cost, cached, verdict, raw, answered = 0.0, True, None, "", 0
+        tokens_in = tokens_out = unanswered = 0
+        cost, estimated, cached, verdict, raw, answered = 0.0, 0.0, True, None, "", 0
         try:
             for attempt in range(self.cfg.judge.parse_attempts):
                 res = self.endpoint.chat(messages, self.params(attempt))
@@ -143,16 +143,20 @@ class JudgeStep:
                 tokens_in += gen.usage.prompt_tokens
                 tokens_out += gen.usage.completion_tokens
                 cost, cached, raw = cost + res.cost_usd, cached and res.cached, gen.text
+                unanswered, estimated = unanswered + res.unanswered, estimated + res.estimated_usd
                 if (verdict := parse_verdict(gen.text)) is not None:
                     break
         except RetriesExhausted as exc:
+            unanswered, estimated = unanswered + exc.unanswered, estimated + exc.estimated_usd
+            cost, cached = cost + exc.estimated_usd, cached and not exc.unanswered
             return mark(row, ERROR, "judge", f"judge: {exc}")
         except Exception as exc:  # noqa: BLE001 - a row never takes the batch down
             return mark(row, ERROR, "judge", f"judge: {exc.__class__.__name__}: {exc}")
         finally:
-            if answered:
+            if answered or unanswered:
                 row.update(judge_prompt_tokens=tokens_in, judge_completion_tokens=tokens_out,
-                           judge_cost_usd=cost, judge_cached=cached)
+                           judge_cost_usd=cost, judge_cached=cached, judge_unanswered=unanswered,
+                           judge_estimated_usd=estimated)
         if verdict is None:
             row["judge_scores"] = json.dumps({"unscored": raw[:300]})
             if not self.cfg.judge.keep_unscored:

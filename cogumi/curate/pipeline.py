@@ -31,7 +31,8 @@ from cogumi.curate.dedup.minhash import lsh_params
 from cogumi.curate.filters import FilterStep, token_counter
 from cogumi.curate.judge import JudgeStep
 from cogumi.curate.limiter import RemoteLimiter, get_limiter
-from cogumi.curate.reader import read_prompts
+from cogumi.curate.ray_session import init_ray
+from cogumi.curate.reader import check_unique_ids, read_prompts
 from cogumi.curate.report import CurationStats, render_markdown, render_plot
 from cogumi.curate.rows import FILTERED, OK, ROW_SCHEMA, from_table, mark, to_table
 from cogumi.curate.teacher import TeacherStep
@@ -111,17 +112,6 @@ def cache_uri(cfg: CogumiConfig) -> str:
     return cfg.curate.cache or posixpath.join(cfg.run.root, "cache", "responses")
 
 
-def init_ray(address: str | None) -> None:
-    """Join ``address`` (or RAY_ADDRESS), or start a local Ray."""
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    import ray.data
-
-    ray.data.DataContext.get_current().enable_progress_bars = False
-
-
 def build_dataset(cfg: CogumiConfig, limiter) -> Any:
     """The lazy Ray Dataset of final-but-not-deduplicated rows."""
     import ray.data
@@ -131,6 +121,7 @@ def build_dataset(cfg: CogumiConfig, limiter) -> Any:
     # a dead actor is restarted and its batch retried (max_task_retries follows: unlimited unless 0)
     restarts = {"max_restarts": rc.actor_max_restarts}
     ds = read_prompts(cur)
+    check_unique_ids(ds)  # reads only ids and locations, before any teacher is paid
     ds = ds.map_batches(TeacherUDF, batch_format="pyarrow", batch_size=rc.batch_size,
                         compute=ray.data.ActorPoolStrategy(size=rc.teacher_workers), num_cpus=rc.teacher_num_cpus,
                         fn_constructor_kwargs={"curate_json": curate_json, "limiter": limiter, "cache_uri": cache},
@@ -161,6 +152,9 @@ def configure_limiter(cfg: CurateConfig):
 def run_curation(cfg: CogumiConfig, rec) -> dict[str, Any]:
     """Run the whole phase into the stage recorder ``rec`` (a :class:`~cogumi.artifacts.StageRecorder`).
 
+    A local Ray started here is recorded in the run directory and stopped on SIGTERM or
+    Ctrl-C (:mod:`cogumi.curate.ray_session`).
+
     Returns:
         The stats summary (also written as ``stats.json``).
     """
@@ -168,7 +162,7 @@ def run_curation(cfg: CogumiConfig, rec) -> dict[str, Any]:
     import ray.data
 
     cur = cfg.curate
-    init_ray(cur.ray.address)
+    init_ray(cur.ray.address, rec.stage.run)
     limiter = configure_limiter(cur)
     fs = rec.fs
     work = rec.path("work/judged")

@@ -24,7 +24,7 @@ from ray.data.block import BlockMetadata
 from cogumi.artifacts import resolve_filesystem
 from cogumi.curate.config import CurateConfig
 from cogumi.curate.rows import ROW_SCHEMA, to_table
-from cogumi.curate.sources import HF_NAMES, SEED_FILE, parse_jsonl_lines, record_to_row
+from cogumi.curate.sources import HF_NAMES, SEED_FILE, duplicate_ids, parse_jsonl_lines, record_to_row
 from cogumi.errors import CogumiError
 
 _SPLIT_BYTES = 8 << 20
@@ -171,3 +171,25 @@ def read_prompts(cfg: CurateConfig):
         ds = ray.data.read_datasource(PromptFileDatasource(uri, cfg.source_format, source),
                                       num_cpus=cfg.ray.read_num_cpus)
     return ds.limit(cfg.limit) if cfg.limit else ds
+
+
+def check_unique_ids(ds) -> int:
+    """Read only the ``id`` and ``location`` columns of ``ds`` and refuse duplicate ids.
+
+    Runs before any teacher is paid: rows keep the ``id`` of their input record, and two rows
+    with one id would share a cache route, a dedup verdict and an accounting line.
+
+    Returns:
+        The number of rows.
+
+    Raises:
+        CogumiError: naming the lines that reuse an id.
+    """
+    pairs: list[tuple[str, str]] = []
+    for batch in ds.select_columns(["id", "location"]).iter_batches(batch_format="pyarrow", batch_size=65536):
+        pairs.extend(zip(batch.column("id").to_pylist(), batch.column("location").to_pylist()))
+    problems = duplicate_ids(pairs)
+    if problems:
+        raise CogumiError("duplicate prompt ids: " + "; ".join(problems), "curate.prompts",
+                          "give every record a unique 'id', or drop the field to use <file>-L<line> ids")
+    return len(pairs)

@@ -55,12 +55,13 @@ class CurationStats:
                 if status == ERROR and len(self.errors) < 20:
                     reason, where = r.get("reason") or "", r.get("location") or r.get("id")
                     self.errors.append(reason if reason.startswith(str(where)) else f"{where}: {reason}")
-            if r.get("completion_tokens") is not None:
+            if r.get("completion_tokens") is not None or r.get("unanswered_attempts"):
                 self._bill(r.get("teacher") or "?", r.get("prompt_tokens"), r.get("completion_tokens"),
-                           r.get("cost_usd"), r.get("cached"))
+                           r.get("cost_usd"), r.get("cached"), r.get("unanswered_attempts"), r.get("estimated_usd"))
             if r.get("judge_cached") is not None:
                 self._bill("judge", r.get("judge_prompt_tokens"), r.get("judge_completion_tokens"),
-                           r.get("judge_cost_usd"), r.get("judge_cached"))
+                           r.get("judge_cost_usd"), r.get("judge_cached"), r.get("judge_unanswered"),
+                           r.get("judge_estimated_usd"))
             if r.get("quality_score") is not None:
                 self.quality[int(round(r["quality_score"]))] += 1
             elif r.get("judge_scores"):
@@ -75,8 +76,16 @@ class CurationStats:
                     self.tokens_kept.append(int(r["tokens"]))
                 self.pii_rows += bool(r.get("pii"))
 
-    def _bill(self, who: str, tin: int | None, tout: int | None, cost: float | None, cached: bool | None) -> None:
+    def _bill(self, who: str, tin: int | None, tout: int | None, cost: float | None, cached: bool | None,
+              unanswered: int | None = None, estimated: float | None = None) -> None:
+        """Add one row's calls: answered (``tout`` known), cached, and unanswered attempts that may be billed."""
         s = self.spend[who]
+        if unanswered:
+            s["unanswered_calls"] += unanswered
+            s["estimated_usd"] += estimated or 0.0
+        if tout is None and not cached:
+            s["usd"] += cost or 0.0  # only unanswered attempts: their estimate is the whole bill
+            return
         key = "cached_" if cached else ""
         s[f"{key}calls"] += 1
         s[f"{key}prompt_tokens"] += tin or 0
@@ -153,6 +162,12 @@ def render_markdown(summary: dict[str, Any], method: dict[str, str]) -> str:
           f"{int(s.get('completion_tokens', 0))} | {s.get('usd', 0.0):.4f} | {int(s.get('cached_calls', 0))} | "
           f"{s.get('saved_usd', 0.0):.4f} |\n")
     w(f"\nTotal spent this run: ${summary['cost_total_usd']:.4f}.\n")
+    unanswered = {who: s for who, s in summary["cost"].items() if s.get("unanswered_calls")}
+    if unanswered:
+        w("Of which estimated: " + ", ".join(
+            f"{who} ${s.get('estimated_usd', 0.0):.4f} for {int(s['unanswered_calls'])} attempt(s) that timed out "
+            f"on the client (the provider may have billed them; counted at their prompt tokens)"
+            for who, s in unanswered.items()) + ".\n")
     if summary["first_errors"]:
         w("\n## First errors\n\n" + "".join(f"- {e}\n" for e in summary["first_errors"]))
     judged = sum(q["histogram"].values())

@@ -32,6 +32,11 @@ class Failure:
     def transient(self) -> bool:
         return self.kind != "fatal"
 
+    @property
+    def maybe_billed(self) -> bool:
+        """The request reached the server and we gave up waiting: it may have been answered and billed."""
+        return self.kind == "timeout"
+
 
 def _retry_after(response: Any) -> float | None:
     headers = getattr(response, "headers", None) or {}
@@ -96,10 +101,15 @@ def backoff_delay(attempt: int, policy: RetryConfig, retry_after: float | None =
 
 
 class RetriesExhausted(Exception):
-    """All attempts failed; ``failures`` lists what happened each time."""
+    """All attempts failed; ``failures`` lists what happened each time.
+
+    ``unanswered`` and ``estimated_usd`` are set by the caller that bills the attempts
+    (:class:`~cogumi.curate.client.MeteredEndpoint`): a timed-out attempt may still be paid.
+    """
 
     def __init__(self, failures: list[Failure]):
         self.failures = failures
+        self.unanswered, self.estimated_usd = 0, 0.0
         last = failures[-1]
         super().__init__(f"{last.message} (after {len(failures)} attempt(s): "
                          f"{', '.join(f.kind for f in failures)})")

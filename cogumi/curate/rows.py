@@ -30,15 +30,19 @@ ROW_SCHEMA = pa.schema([
     ("finish_reason", pa.string()),
     ("prompt_tokens", pa.int64()),
     ("completion_tokens", pa.int64()),
-    ("cost_usd", pa.float64()),
+    ("cost_usd", pa.float64()),  # answer + estimate for unanswered attempts
     ("cached", pa.bool_()),
     ("attempts", pa.int64()),
+    ("unanswered_attempts", pa.int64()),  # timed out on the client: may have been billed
+    ("estimated_usd", pa.float64()),  # the estimated part of cost_usd (their prompt tokens)
     ("judge_scores", pa.string()),  # JSON of the rubric parts
     ("quality_score", pa.float64()),
     ("judge_prompt_tokens", pa.int64()),
     ("judge_completion_tokens", pa.int64()),
     ("judge_cost_usd", pa.float64()),
     ("judge_cached", pa.bool_()),
+    ("judge_unanswered", pa.int64()),
+    ("judge_estimated_usd", pa.float64()),
     ("tokens", pa.int64()),
     ("language", pa.string()),
     ("language_prob", pa.float64()),

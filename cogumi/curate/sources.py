@@ -10,7 +10,8 @@ and what is wrong, so one bad line never hides the others.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,22 @@ def detect_format(columns: set[str], hint: str = "") -> str:
     return "plain"
 
 
+def input_id(rec: dict[str, Any]) -> str | None:
+    """The record's own ``id`` as text (None when it has none).
+
+    Raises:
+        RecordError: the id is not a non-empty string or an integer.
+    """
+    value = rec.get("id")
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise RecordError(f"field 'id' must be a non-empty string, got {value!r:.60}")
+    return value
+
+
 def record_to_row(rec: Any, fmt: str, location: str, row_id: str, source: str) -> dict[str, Any]:
     """One source record -> a pipeline row (an ``error`` row when the record is unusable).
 
@@ -135,13 +152,14 @@ def record_to_row(rec: Any, fmt: str, location: str, row_id: str, source: str) -
         rec: the parsed record (anything: non-objects become error rows).
         fmt: a mapping name or ``auto``.
         location: where the record is, for messages (``file:line``).
-        row_id: the row's id.
+        row_id: the row's id when the record has no ``id`` of its own.
         source: source name recorded in the output (``alpaca-gpt4``, ``cogumi-seed``...).
     """
     row = new_row(id=row_id, location=location, source=source)
     try:
         if not isinstance(rec, dict):
             raise RecordError(f"a record must be a JSON object, got {type(rec).__name__}")
+        row["id"] = input_id(rec) or row_id
         name = detect_format(set(rec), source) if fmt == "auto" else fmt
         fields = MAPPINGS[name](rec)
         row["source"] = str(fields.get("source") or (name if source == "auto" else source))
@@ -186,6 +204,31 @@ def parse_jsonl_lines(lines: Iterator[bytes], first_line: int, path: str, fmt: s
                        f"{location}: malformed JSON ({exc.msg} at column {exc.colno})")
             continue
         yield record_to_row(rec, fmt, location, row_id, source)
+
+
+def _location_order(location: str) -> list[Any]:
+    """Sort key that puts ``f:9`` before ``f:10``."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", location)]
+
+
+def duplicate_ids(rows: Iterable[tuple[str, str]], limit: int = 5) -> list[str]:
+    """Messages for ids used more than once, from ``(id, location)`` pairs (at most ``limit``).
+
+    Ids identify rows through the pipeline (teacher routing, dedup, the accounting file), so they
+    must be unique across the whole input. Pairs may come in any order (parallel readers); each
+    message names the later line and the first one.
+    """
+    places: dict[str, list[str]] = {}
+    for row_id, location in rows:
+        places.setdefault(row_id, []).append(location)
+    found = []
+    for row_id, locs in places.items():
+        if len(locs) > 1:
+            first, second, *more = sorted(locs, key=_location_order)
+            found.append((second, f"{second}: id '{row_id}' is already used at {first}"
+                          + (f" (and again at {len(more)} more line(s))" if more else "")))
+    found.sort(key=lambda item: _location_order(item[0]))
+    return [message for _, message in found[:limit]]
 
 
 def iter_jsonl(path: str | Path, fmt: str = "auto", source: str | None = None) -> Iterator[dict[str, Any]]:

@@ -81,13 +81,16 @@ class TeacherStep:
                                                     sampling_for(self.cfg, row["domain"], self.seed))
         except RetriesExhausted as exc:
             row["attempts"] = len(exc.failures)
+            if exc.unanswered:  # nothing came back, but timed-out attempts may have been billed
+                row.update(unanswered_attempts=exc.unanswered, estimated_usd=exc.estimated_usd,
+                           cost_usd=exc.estimated_usd, cached=False)
             return mark(row, ERROR, "teacher", f"teacher '{teacher.name}': {exc}")
         except Exception as exc:  # noqa: BLE001 - a row never takes the batch down
             return mark(row, ERROR, "teacher", f"teacher '{teacher.name}': {exc.__class__.__name__}: {exc}")
         gen = res.generation
         row.update(response=gen.text, finish_reason=gen.finish_reason, prompt_tokens=gen.usage.prompt_tokens,
                    completion_tokens=gen.usage.completion_tokens, cost_usd=res.cost_usd, cached=res.cached,
-                   attempts=res.attempts)
+                   attempts=res.attempts, unanswered_attempts=res.unanswered, estimated_usd=res.estimated_usd)
         return row
 
     def __call__(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -5,11 +5,22 @@ real HTTP through the ``openai`` client to uvicorn, and answers come from a real
 :class:`~cogumi.models.inference.InferenceBackend` (the embedded SmolLM2 by default).
 
 Faults are queued per test: ``server.faults.extend(["429", "500", "garbage", "timeout"])``
-makes the next requests fail in that order before normal service resumes.
+makes the next requests fail in that order before normal service resumes. ``"ok"`` serves one
+request normally (to place a later fault), ``"hold"`` parks a request until ``server.release``
+is set (``server.holding`` is set while one waits).
+
+Billing, as a paid API would: ``server.paid`` lists every answer the server generated, with its
+usage, whether or not the client was still there to read it (a request the client timed out on
+is paid). A request whose client disconnected before generation started (a killed driver while
+the request was held) is dropped unanswered and unpaid, as vLLM and llama.cpp's server do; it
+is listed in ``server.dropped``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import socket
 import threading
 import time
@@ -36,6 +47,9 @@ class LocalOpenAIServer:
         self.backend, self.model_name, self.retry_after_s = backend, model_name, retry_after_s
         self.faults: deque[str] = deque()
         self.requests: list[dict[str, Any]] = []
+        self.paid: list[dict[str, Any]] = []
+        self.dropped: list[dict[str, Any]] = []
+        self.holding, self.release = threading.Event(), threading.Event()
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._lock = threading.Lock()
@@ -56,9 +70,11 @@ class LocalOpenAIServer:
         self._server.should_exit = True
         self._thread.join(timeout=10)
 
-    def _fault(self) -> Any | None:
+    def _next_fault(self) -> str | None:
         with self._lock:
-            fault = self.faults.popleft() if self.faults else None
+            return self.faults.popleft() if self.faults else None
+
+    def _fault(self, fault: str | None) -> Any | None:
         if fault == "429":
             return JSONResponse({"error": {"message": "rate limited", "type": "rate_limit_error"}}, status_code=429,
                                 headers={"Retry-After": str(self.retry_after_s)})
@@ -69,6 +85,20 @@ class LocalOpenAIServer:
         if fault == "timeout":
             time.sleep(5)
         return None
+
+    async def _hold(self, request: Request, body: dict[str, Any]) -> bool:
+        """Park the request until ``release``; False when its client went away meanwhile (dropped, unpaid)."""
+        self.holding.set()
+        while not self.release.is_set():
+            await asyncio.sleep(0.05)
+        if await request.is_disconnected():
+            self.dropped.append(body)
+            return False
+        return True
+
+    def _bill(self, body: dict[str, Any], gen) -> None:
+        self.paid.append({"call": call_id(body), "prompt_tokens": gen.usage.prompt_tokens,
+                          "completion_tokens": gen.usage.completion_tokens})
 
     def _build_app(self) -> FastAPI:
         app = FastAPI()
@@ -81,12 +111,16 @@ class LocalOpenAIServer:
         async def chat(request: Request):
             body = await request.json()
             self.requests.append(body)
-            fault = self._fault()
+            kind = self._next_fault()
+            if kind == "hold" and not await self._hold(request, body):
+                return PlainTextResponse("", status_code=499)  # nobody is listening
+            fault = self._fault(kind)
             if fault is not None:
                 return fault
             params = _params(body)
             with self._lock:
                 gen = self.backend.chat(body["messages"], params)
+            self._bill(body, gen)
             choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": gen.text},
                                       "finish_reason": gen.finish_reason}
             if params.logprobs and gen.logprobs is not None:
@@ -100,15 +134,24 @@ class LocalOpenAIServer:
         async def completions(request: Request):
             body = await request.json()
             self.requests.append(body)
-            fault = self._fault()
+            kind = self._next_fault()
+            if kind == "hold" and not await self._hold(request, body):
+                return PlainTextResponse("", status_code=499)
+            fault = self._fault(kind)
             if fault is not None:
                 return fault
             with self._lock:
                 gen = self.backend.complete(body["prompt"], _params(body))
+            self._bill(body, gen)
             choice = {"index": 0, "text": gen.text, "finish_reason": gen.finish_reason, "logprobs": None}
             return _envelope("text_completion", self.model_name, choice, gen)
 
         return app
+
+
+def call_id(body: dict[str, Any]) -> str:
+    """What makes two requests the same call (the same bill twice): the body without volatile fields."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _params(body: dict[str, Any]) -> SamplingParams:

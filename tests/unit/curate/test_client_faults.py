@@ -42,6 +42,7 @@ def endpoint(server, tmp_path, attempts=10, limiter=None):
 def server(fresh_openai_server):
     """The shared server, warmed up (its first answer is slow) with an empty request log; drained after."""
     warm(fresh_openai_server)
+    fresh_openai_server.paid.clear()
     yield fresh_openai_server
     fresh_openai_server.faults.clear()
     drain(fresh_openai_server)
@@ -69,7 +70,13 @@ def test_faults_are_retried_then_cached(server, tmp_path):
     assert len(server.requests) == res.attempts
     assert elapsed >= 4.5 + 0.2  # waited out the timeout and the Retry-After
     u = res.generation.usage
-    assert res.cost_usd == pytest.approx((u.prompt_tokens * 2.0 + u.completion_tokens * 10.0) / 1e6)
+    # every paid attempt is in the bill: the server also answered (and billed) the timed-out ones;
+    # their prompt tokens are counted, their completion tokens are unknown to the client
+    assert res.unanswered >= 1 and len(server.paid) == 1 + res.unanswered
+    assert res.estimated_usd == pytest.approx(res.unanswered * u.prompt_tokens * 2.0 / 1e6)
+    assert all(p["prompt_tokens"] == u.prompt_tokens for p in server.paid)
+    billed_prompts = sum(p["prompt_tokens"] for p in server.paid) * 2.0
+    assert res.cost_usd == pytest.approx((billed_prompts + u.completion_tokens * 10.0) / 1e6)
     again = endpoint(server, tmp_path).chat(MSGS, SamplingParams(max_tokens=1))
     assert again.cached and again.cost_usd == 0.0 and again.generation.text == res.generation.text
     assert len(server.requests) == res.attempts  # the rerun paid nothing

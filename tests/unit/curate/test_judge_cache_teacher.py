@@ -100,3 +100,86 @@ def test_config_rejects_duplicate_teachers_and_bad_ranges():
         CurateConfig(teachers=[TeacherConfig(name="a"), TeacherConfig(name="a")])
     with pytest.raises(ValueError, match="min_tokens"):
         CurateConfig.model_validate({"filters": {"min_tokens": 10, "max_tokens": 5}})
+
+
+class _FakeBackend:
+    """An endpoint that answers (or times out) without a server, counting calls."""
+
+    def __init__(self, fail_with=None):
+        self.calls, self.fail_with = 0, fail_with
+
+    def chat(self, messages, params):
+        self.calls += 1
+        if self.fail_with is not None:
+            raise self.fail_with
+        return Generation("an answer", "stop", Usage(12, 5), "m", "openai", 0.1)
+
+    def close(self):
+        pass
+
+
+def _endpoint(tmp_path, backend, limiter=None, attempts=3):
+    from cogumi.config_base import ModelConfig
+    from cogumi.curate.client import MeteredEndpoint
+    from cogumi.curate.config import RetryConfig
+    from cogumi.curate.limiter import LocalLimiter
+
+    lim = limiter or LocalLimiter()
+    lim.configure("t", 6000, 10**7)
+    ep = MeteredEndpoint("t", ModelConfig(backend="openai", base_url="http://x/v1", model="m"), 2.0, 10.0,
+                         RetryConfig(max_attempts=attempts, base_s=0.01, max_s=0.02), lim,
+                         ResponseCache(str(tmp_path / "cache")))
+    ep._backend = backend
+    return ep
+
+
+def test_an_answer_is_cached_the_moment_it_arrives(tmp_path):
+    from cogumi.curate.limiter import LocalLimiter
+
+    class DiesAfterTheAnswer(LocalLimiter):
+        def settle(self, *args):  # the first thing that touches the answer: the run is killed here
+            raise KeyboardInterrupt
+
+    backend = _FakeBackend()
+    with pytest.raises(KeyboardInterrupt):
+        _endpoint(tmp_path, backend, DiesAfterTheAnswer()).chat([{"role": "user", "content": "q"}], SamplingParams())
+    again = _endpoint(tmp_path, backend).chat([{"role": "user", "content": "q"}], SamplingParams())
+    assert again.cached and again.generation.text == "an answer" and backend.calls == 1  # paid once
+
+
+def test_cache_entries_are_fsynced_before_and_after_the_rename(tmp_path, monkeypatch):
+    import os
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    cache = ResponseCache(str(tmp_path / "c"))
+    cache.put("ef" * 32, Generation("x", "stop", Usage(1, 1), "m", "openai", 0.0))
+    folder = str(tmp_path / "c" / "ef")
+    assert synced[-2].startswith(os.path.join(folder, "ef" * 32 + ".json.")) and synced[-1] == folder
+    assert cache.get("ef" * 32).text == "x" and not list((tmp_path / "c").rglob("*.tmp"))
+
+
+def test_timed_out_attempts_are_billed_as_an_estimate(tmp_path):
+    import httpx
+    import openai
+
+    from cogumi.curate.client import estimate_prompt_tokens
+    from cogumi.curate.retry import RetriesExhausted
+
+    msgs = [{"role": "user", "content": "a question of some length"}]
+    timeout = openai.APITimeoutError(request=httpx.Request("POST", "http://x/v1/chat/completions"))
+    with pytest.raises(RetriesExhausted) as err:
+        _endpoint(tmp_path, _FakeBackend(timeout)).chat(msgs, SamplingParams())
+    assert err.value.unanswered == 3  # every attempt reached the server and may have been billed
+    assert err.value.estimated_usd == pytest.approx(3 * estimate_prompt_tokens(msgs) * 2.0 / 1e6)
+
+    class TimesOutOnce(_FakeBackend):
+        def chat(self, messages, params):
+            self.fail_with = timeout if self.calls == 0 else None
+            return super().chat(messages, params)
+
+    res = _endpoint(tmp_path, TimesOutOnce()).chat(msgs, SamplingParams(seed=5))
+    assert (res.attempts, res.unanswered) == (2, 1)
+    assert res.estimated_usd == pytest.approx(12 * 2.0 / 1e6)  # the answer's own prompt count, same prompt
+    assert res.cost_usd == pytest.approx((12 * 2.0 + 5 * 10.0) / 1e6 + res.estimated_usd)

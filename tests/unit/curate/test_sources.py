@@ -118,3 +118,27 @@ def test_domain_and_difficulty_rules():
     assert guess_difficulty("Prove that there are infinitely many primes.") == "hard"
     assert guess_difficulty("Describe how a bill becomes law in the United States, including the role of "
                             "committees and the president.") == "medium"
+
+
+def test_input_id_is_kept_else_file_line():
+    lines = [b'{"id": "q-7", "instruction": "Say hi."}', b'{"instruction": "Say bye."}',
+             b'{"id": 42, "instruction": "Count."}', b'{"id": "", "instruction": "Empty id."}',
+             b'{"id": ["x"], "instruction": "List id."}']
+    rows = list(parse_jsonl_lines(iter(lines), 1, "p.jsonl", "auto", "auto", "p"))
+    assert [r["id"] for r in rows[:3]] == ["q-7", "p-L2", "42"]
+    assert all(r["status"] == OK for r in rows[:3])
+    for r, line in ((rows[3], 4), (rows[4], 5)):  # an unusable id is an error row at its line, not a silent rename
+        assert r["status"] == ERROR and r["id"] == f"p-L{line}"
+        assert r["reason"].startswith(f"p.jsonl:{line}: field 'id' must be a non-empty string")
+    assert record_to_row(SOURCE_RECORDS["openorca"], "auto", "o.jsonl:1", "o-L1", "auto")["id"] == "niv.1"
+
+
+def test_duplicate_ids_name_both_lines_in_file_order():
+    from cogumi.curate.sources import duplicate_ids
+
+    pairs = [("p-L1", "p.jsonl:1"), ("a", "p.jsonl:10"), ("b", "p.jsonl:3"), ("a", "p.jsonl:9"), ("a", "p.jsonl:12"),
+             ("p-L1", "p.jsonl:2")]  # in any order (parallel readers); an input id may collide with a line id
+    assert duplicate_ids(pairs) == ["p.jsonl:2: id 'p-L1' is already used at p.jsonl:1",
+                                    "p.jsonl:10: id 'a' is already used at p.jsonl:9 (and again at 1 more line(s))"]
+    assert duplicate_ids([("x", "f:1"), ("y", "f:2")]) == []
+    assert len(duplicate_ids([("x", f"f:{i}") for i in range(100)] + [("y", "g:1"), ("y", "g:2")], limit=1)) == 1
