@@ -17,6 +17,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any, Protocol
 
 from cogumi.config_base import ModelConfig
@@ -134,7 +135,7 @@ class HFScorer:
 
         from cogumi.compress.checkpoint import load_for_eval
 
-        self.model = load_for_eval(model_dir)
+        self.model = load_for_eval(Path(model_dir))
         if adapter:
             from peft import PeftModel
 

@@ -76,6 +76,9 @@ class AdapterSettings(Section):
     max_steps: int | None = Field(None, ge=1, description="None = train.max_steps / epochs")
     export_gguf: bool = Field(True, description="also write a GGUF LoRA next to the PEFT adapter")
     min_examples: int = Field(1, ge=1, description="fewer cascade answers than this: no adapter (recorded)")
+    gate: bool = Field(True, description="serve an adapter only when it is not worse than the base on its "
+                                         "held-out tasks and held-out references (rejected ones go to rejected/)")
+    gate_items: int = Field(20, ge=1, description="held-out reference items the gate scores per domain")
 
 
 class ModifiersConfig(Section):

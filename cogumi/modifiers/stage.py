@@ -7,7 +7,8 @@ Layout of ``<run>/modifiers/``::
     failures.jsonl         the failures of the mining split with their cluster
     clusters.json/.md      cluster sizes and examples
     cascade.jsonl/.json    the kept teacher answers (tier, verified) and per-tier share and cost
-    adapters/<domain>/     PEFT adapter + adapter.gguf (GGUF LoRA), what serve.adapters_dir reads
+    adapters/<domain>/     PEFT adapter + adapter.gguf (GGUF LoRA) of each promoted adapter: what serving reads
+    rejected/<domain>/     adapters their gate rejected (worse than the base on held-out items; not served)
     validation.json        base vs adapter on held-out tasks per domain (accuracy, win rate, delta)
     routing.parquet        the router's training set (contract: cogumi/route/data.py)
     report.md              all of the above in one page
@@ -193,6 +194,8 @@ def run_modifiers_stage(cfg: CogumiConfig, rec: StageRecorder, run: RunDir) -> d
                    mc.min_judge_score, use_ray=mc.mining.use_ray, batch_size=mc.mining.batch_size,
                    num_cpus=mc.mining.num_cpus, workers=mc.mining.workers, timeout_s=mc.mining.code_timeout_s)
         validation[d] = validation_summary(domain_rows, mod, ds.verify)
+        if not _promote_adapter(mc, rec, d, ds.verify, base, adapters[d], validation[d], degraded):
+            continue
         for b, m in zip(domain_rows, mod):
             routing.append({"prompt": b["prompt"], "domain": d, "label": int((m["score"] or 0) > (b["score"] or 0)),
                             "base_answer": b["response"], "base_score": float(b["score"] or 0.0),
@@ -212,7 +215,9 @@ def run_modifiers_stage(cfg: CogumiConfig, rec: StageRecorder, run: RunDir) -> d
                "cascade_shares": {t["name"]: t["share"] for t in cascade_report["tiers"]},
                "cascade_cost_usd": cascade_report["teacher_cost_usd"],
                "cascade_unverified_kept": cascade_report["unverified_kept"],
-               "adapters": sorted(adapters), "routing_rows": len(routing),
+               "adapters": sorted(d for d, a in adapters.items() if a.get("promoted", True)),
+               "rejected_adapters": {d: a["gate"] for d, a in adapters.items() if not a.get("promoted", True)},
+               "routing_rows": len(routing),
                "validation_delta": {d: v["holdout"]["delta"] for d, v in validation.items()},
                "degraded": degraded}
     method = {"mining": ("ray data map_batches (actor)" if mc.mining.use_ray else "in-process")
@@ -229,6 +234,26 @@ def run_modifiers_stage(cfg: CogumiConfig, rec: StageRecorder, run: RunDir) -> d
     for msg in degraded:
         log.warning("modifiers degraded: %s", msg)
     return metrics
+
+
+def _promote_adapter(mc: Any, rec: StageRecorder, domain: str, kind: str, base: ModelConfig,
+                     adapter: dict[str, Any], validation: dict[str, Any], degraded: list[str]) -> bool:
+    """Gate one adapter; a rejected one moves to ``rejected/<domain>/`` (not served, no routing rows)."""
+    from cogumi.modifiers.gate import gate_adapter
+
+    if not mc.adapter.gate:
+        adapter.update(promoted=True, gate="off (modifiers.adapter.gate=false)")
+        return True
+    local = adapter["gguf_local"] if base.backend == "llamacpp" else adapter["peft_local"]
+    promoted, why, results = gate_adapter(kind, base, local, validation["holdout"], mc.adapter.gate_items)
+    adapter.update(promoted=promoted, gate=why, gate_results=results)
+    validation["gate"] = {"promoted": promoted, "why": why, "likelihood": results}
+    if not promoted:
+        rec.fs.create_dir(rec.path("rejected"), recursive=True)
+        rec.fs.move(rec.path(f"adapters/{domain}"), rec.path(f"rejected/{domain}"))
+        adapter["path"] = rec.path(f"rejected/{domain}")
+        degraded.append(f"{domain}: adapter rejected by its gate ({why}); not served")
+    return promoted
 
 
 def _task(r: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from cogumi.config import CogumiConfig, ModelConfig
 from cogumi.evaluate.heldout import HeldOutItem, Scorer, scorer_for
 from cogumi.evaluate.paired import TABLE_HEADER, PairedResult, overall, render_row
 from cogumi.models.inference import SamplingParams
-from cogumi.pipeline.heldout_compare import answer_results, held_out_suites, likelihood_results
+from cogumi.evaluate.before_after import answer_results, held_out_suites, likelihood_results
 
 log = logging.getLogger(__name__)
 STAGE = "final-eval"

@@ -18,7 +18,6 @@ from typing import Any
 
 from cogumi.artifacts import RunDir
 from cogumi.config import CogumiConfig, ModelConfig
-from cogumi.errors import CogumiError
 from cogumi.pipeline.config import FollowUpTraining
 from cogumi.pipeline.runner import PipelineStage
 
@@ -115,9 +114,9 @@ class PipelinePlan:
     def __init__(self, cfg: CogumiConfig):
         self.cfg = cfg
         self.run = RunDir.open(cfg.run.root, cfg.run.name)
-        # when `train` is not among the stages run now, continue from the newest finished one
+        # when `train` is not among the stages run now, continue from the newest finished, promoted one
         self.latest_train: str | None = None if "train" in cfg.pipeline.stages else \
-            next((s for s in TRAIN_STAGES if self._done(s)), None)
+            next((s for s in TRAIN_STAGES if self._done(s) and self._promoted(s)), None)
         self.decision: str | None = None
         self.failures = 0
         self.serving: CogumiConfig | None = None
@@ -131,20 +130,41 @@ class PipelinePlan:
         manifest = self.run.stage(stage).manifest()
         return manifest is not None and manifest.status == "finished" and output in manifest.outputs
 
+    def _promoted(self, train_stage: str) -> bool:
+        """Did the stage's gate promote it (True when no gate ran)?"""
+        manifest = self.run.stage(f"gate.{train_stage}").manifest()
+        return manifest is None or manifest.status != "finished" or bool(manifest.metrics.get("promoted", True))
+
+    def _served_adapters(self) -> list[str]:
+        """The adapters the modifiers stage promoted (rejected ones are not served)."""
+        return list(self.run.stage("modifiers").manifest().metrics.get("adapters") or [])
+
     def _student(self) -> CogumiConfig:
+        """The config whose student is the current promoted model (the starting one when none was promoted)."""
         return with_student(self.cfg, trained_student(self.cfg, self.latest_train)) if self.latest_train else self.cfg
 
-    def _need_train(self, what: str) -> None:
-        if self.latest_train is None:
-            raise CogumiError(f"{what} needs a trained student but no training stage ran in this pipeline",
-                              "pipeline.stages", "keep 'train' in pipeline.stages (a finished one is skipped)")
+    def _promote(self, cfg: CogumiConfig, stage: str, out: dict[str, Any], force: bool) -> dict[str, Any]:
+        """Gate a finished training stage against the current model; promote it or keep the current one."""
+        from cogumi.pipeline.promotion import gate_training
+
+        if not cfg.pipeline.gate.enabled:
+            self.latest_train = stage
+            return {**out, "degraded": "pipeline.gate.enabled is false: promoted without a gate"}
+        current = merged_dir(cfg, self.latest_train) if self.latest_train else cfg.student
+        gate = gate_training(cfg, stage, merged_dir(cfg, stage), current, force=force or not out.get("skipped"))
+        keeping = self.latest_train or "the starting model"
+        if gate["promoted"]:
+            self.latest_train = stage
+            return {**out, "headline": f"promoted: {gate['reason']}"[:300]}
+        return {**out, "skipped": out.get("skipped") and gate["skipped"], "status": "rejected",
+                "degraded": f"rejected by its gate, keeping {keeping}: {gate['reason']}"}
 
     def built_config(self) -> CogumiConfig:
         """The config that routes and serves what this run built (the parts that exist)."""
         adapters = posixpath.join(run_location(self.cfg), "modifiers", "adapters")
         return serving_config(
             self.cfg, served_gguf(self.cfg, self.run) if self._done("compress.gguf") else None,
-            adapters if self._done("modifiers") else None,
+            adapters if self._done("modifiers") and self._served_adapters() else None,
             posixpath.join(run_location(self.cfg), "router") if self._built("router", "router.json") else None)
 
     # -- stage functions: (cfg, force) -> summary with "skipped"
@@ -156,20 +176,16 @@ class PipelinePlan:
     def train(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
         from cogumi.train.stage import run_train
 
-        out = run_train(train_config(cfg), force)
-        self.latest_train = "train"
-        return out
+        return self._promote(cfg, "train", run_train(train_config(cfg), force), force)
 
     def benchmark(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
         from cogumi.evaluate.benchmark import benchmark_stage
 
-        self._need_train("benchmark")
         return benchmark_stage(self._student(), force)
 
     def compare(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
         from cogumi.evaluate.compare import compare_stage
 
-        self._need_train("compare")
         out = compare_stage(self._student(), force=force)
         self.decision = out["results"]["decision"]["phase_1c"]
         self.failures = _count_lines(self.run, "compare", "failures.jsonl")
@@ -189,8 +205,7 @@ class PipelinePlan:
 
         out = run_train(followup_train_config(cfg, "train-1b", "stage:compare/failures.jsonl", self.latest_train,
                                               cfg.pipeline.phase_1b), force)
-        self.latest_train = "train-1b"
-        return out
+        return self._promote(cfg, "train-1b", out, force)
 
     def gate_1c(self, cfg: CogumiConfig) -> tuple[bool, str]:
         p = cfg.pipeline
@@ -222,8 +237,7 @@ class PipelinePlan:
 
         out = run_train(followup_train_config(cfg, "train-1c", "stage:distill/distilled.jsonl", self.latest_train,
                                               cfg.pipeline.phase_1c), force)
-        self.latest_train = "train-1c"
-        return out
+        return self._promote(cfg, "train-1c", out, force)
 
     def compress(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
         from cogumi.compress.pipeline import run_compress
@@ -244,6 +258,11 @@ class PipelinePlan:
         out["source"] = out["source"].kind
         return out
 
+    def final_eval(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+        from cogumi.pipeline.final_eval import final_eval_stage
+
+        return final_eval_stage(self.cfg.student, self.built_config(), force)
+
     def stages(self) -> list[PipelineStage]:
         """Every stage in order; ``serve`` is run by the command after the report, not here."""
         return [
@@ -257,6 +276,7 @@ class PipelinePlan:
             PipelineStage("compress", "2:4 pruning, 4-bit, GGUF, zstd (Phase 2)", self.compress),
             PipelineStage("modifiers", "domain adapters (Phase 3)", self.modifiers),
             PipelineStage("router", "calibrated routing (Phase 4)", self.router),
+            PipelineStage("final-eval", "starting model vs served system on held-out data", self.final_eval),
         ]
 
 

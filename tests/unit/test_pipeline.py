@@ -123,10 +123,13 @@ def test_a_plan_without_train_continues_from_the_newest_finished_training(cfg):
             pass
     cfg.pipeline.stages = ["compress", "modifiers"]
     assert PipelinePlan(cfg).latest_train == "train-1b"
-    cfg.pipeline.stages = ["benchmark"]
-    cfg.run.name = "untrained"
-    with pytest.raises(CogumiError, match="needs a trained student"):
-        PipelinePlan(cfg).benchmark(cfg, False)
+    # a training stage its gate rejected is never continued from
+    with run.stage("gate.train-1b").begin("h") as rec:
+        rec.metrics.update(promoted=False, reason="planted")
+    assert PipelinePlan(cfg).latest_train == "train"
+    cfg.run.name = "untrained"  # nothing trained: later stages work on the starting model
+    plan = PipelinePlan(cfg)
+    assert plan.latest_train is None and plan._student().student == cfg.student
 
 
 def test_bad_input_is_one_paragraph_naming_what_and_where(tmp_path):
