@@ -51,8 +51,9 @@ def test_pipeline_runs_every_phase_then_skips_them_all(tmp_path):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-6000:]
     run = tmp_path / "e2e"
     outcome = {s["name"]: s for s in json.loads((run / "pipeline" / "pipeline.json").read_text())["stages"]}
-    for name in ("curate", "train", "benchmark", "compare", "compress", "modifiers", "router"):
+    for name in ("curate", "train", "benchmark", "compare", "compress", "modifiers"):
         assert outcome[name]["status"] == "ran", outcome[name]
+    assert outcome["router"]["status"] in ("ran", "degraded"), outcome["router"]
     assert outcome["distill"]["status"] == "gated" and outcome["train-1c"]["status"] == "gated"
     failures = (run / "compare" / "failures.jsonl").read_text().strip()
     assert outcome["train-1b"]["status"] == ("ran" if failures else "gated")
@@ -63,7 +64,8 @@ def test_pipeline_runs_every_phase_then_skips_them_all(tmp_path):
     assert compress_in["inputs"]["model"] == digest_path(str(run / latest / "merged"))
     assert (run / "compress.gguf" / "model-q5_k_m.gguf").is_file()
     router = "".join(p.read_text() for p in (run / "router").glob("*.json"))
-    router_degraded = "no router trained" in outcome["router"]["detail"]
+    router_degraded = outcome["router"]["status"] == "degraded"
+    assert router_degraded == ("no router trained" in outcome["router"]["detail"])
     if not router_degraded:
         # built from the modifiers' routing set, or (tiny model: too few rows) the recorded proxy fallback
         assert ('"kind": "modifiers"' in router or "fallback: the modifiers' set" in router), router[:2000]
@@ -84,6 +86,5 @@ def test_pipeline_runs_every_phase_then_skips_them_all(tmp_path):
     assert second.returncode == 0, second.stderr[-4000:]
     again = json.loads((run / "pipeline" / "pipeline.json").read_text())
     redone = {s["name"] for s in again["stages"] if s["status"] not in ("skipped", "gated")}
-    assert redone <= ({"router"} if router_degraded else set()), again  # an untrainable set is retried
-    if not router_degraded:
-        assert "probe up to date" in second.stdout
+    assert redone == set(), again  # an untrainable routing set is a recorded result: skipped too
+    assert "probe up to date" in second.stdout
