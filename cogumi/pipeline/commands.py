@@ -9,9 +9,11 @@ import time
 from typing import Annotated, Optional
 
 import typer
+import yaml
 
 from cogumi.cli import ConfigOpt, SetOpt, _load, console, err_console, user_errors
 from cogumi.errors import CogumiError
+from cogumi.pipeline.stages import RUN_CONFIG
 
 
 @user_errors
@@ -69,8 +71,13 @@ def pipeline_cmd(config: ConfigOpt = None, set_: SetOpt = None,
         console.print(summary_line(o), highlight=False, markup=False)
     console.print(f"pipeline finished in {time.perf_counter() - t0:.0f}s · report: {paths['markdown']} "
                   f"and {paths['html']}", highlight=False)
+    final = next((o for o in outcomes if o.name == "final-eval" and o.status in ("ran", "skipped")), None)
+    if final is not None and final.summary.get("headline"):
+        console.print(f"[bold]{final.summary['headline']}[/]", highlight=False)
     if "serve" in cfg.pipeline.stages:
         _serve(plan, keep_serving, forced=bool({"serve", "all"} & set(force or [])))
+    if plan._done("compress.gguf"):
+        console.print(f"serve what this run promoted: cogumi serve --run {plan.run.path}", highlight=False)
 
 
 def summary_line(o) -> str:
@@ -102,6 +109,7 @@ def _record_pipeline(plan, cfg, outcomes, seconds: float) -> None:
                             "stages": {s["name"]: f"{s['status']} {s['seconds']}s" for s in stages}})
         rec.method["ray"] = f"{len(nodes)} node(s), Ray {ray.__version__}"
         rec.write_json("pipeline.json", {"seconds": round(seconds, 1), "cluster": cluster, "stages": stages})
+        rec.write_text(RUN_CONFIG, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         lines = ["# Pipeline", "", f"{len(nodes)} Ray node(s): {cluster['cpus']:g} CPUs, {cluster['gpus']:g} GPUs, "
                  f"{cluster['memory_gb']} GB; {seconds:.0f} s in all.", "", "| stage | status | seconds | note |",
                  "|---|---|---|---|"]

@@ -18,6 +18,7 @@ from typing import Any
 
 from cogumi.artifacts import RunDir
 from cogumi.config import CogumiConfig, ModelConfig
+from cogumi.errors import CogumiError
 from cogumi.pipeline.config import FollowUpTraining
 from cogumi.pipeline.runner import PipelineStage
 
@@ -103,6 +104,36 @@ def serving_config(cfg: CogumiConfig, gguf: str | None, adapters: str | None, ro
     if router and not serve.routing.artifact:
         update["routing"] = serve.routing.model_copy(update={"artifact": router})
     return cfg.model_copy(update={"serve": serve.model_copy(update=update)}) if update else cfg
+
+
+RUN_CONFIG = "config.yaml"  # the resolved config of the last pipeline run, in <run>/pipeline/
+
+
+def config_for_run(run_path: str, overrides: list[str] | None = None, config: str | None = None) -> CogumiConfig:
+    """The config that serves exactly what the run at ``run_path`` promoted (GGUF, adapters, router).
+
+    The run's own resolved config (``<run>/pipeline/config.yaml``) supplies the serving
+    settings unless ``config`` names another file; ``overrides`` apply on top.
+
+    Raises:
+        CogumiError: no such run, or the run has no promoted GGUF to serve.
+    """
+    from cogumi.config import load_config
+
+    root, name = posixpath.split(run_path.rstrip("/"))
+    root = root or "."
+    recorded = posixpath.join(run_path.rstrip("/"), "pipeline", RUN_CONFIG)
+    if config is None:
+        if not os.path.isfile(recorded):
+            raise CogumiError(f"{run_path} has no recorded pipeline config ({recorded})", "--run",
+                              "run `cogumi pipeline` first, or pass --config with the config the run used")
+        config = recorded
+    cfg = load_config(config, [*(overrides or []), f"run.root={root}", f"run.name={name}"])
+    plan = PipelinePlan(cfg)
+    if not plan._done("compress.gguf"):
+        raise CogumiError(f"the run {run_path} has no finished compress.gguf stage, so no promoted GGUF to serve",
+                          "--run", "finish the run (`cogumi pipeline`) or serve a model with `cogumi serve --config`")
+    return plan.built_config()
 
 
 # ---------------------------------------------------------------- the plan

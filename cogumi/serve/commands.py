@@ -15,6 +15,9 @@ def serve_cmd(config: ConfigOpt = None, set_: SetOpt = None,
               host: Annotated[Optional[str], typer.Option("--host", help="bind address (default serve.host)")] = None,
               ray_address: Annotated[Optional[str], typer.Option(
                   "--ray-address", help="deploy onto this Ray cluster ('auto' or host:port); default: local")] = None,
+              run: Annotated[Optional[str], typer.Option(
+                  "--run", help="serve what this pipeline run promoted (e.g. runs/local): its GGUF, adapters and "
+                                "router, with the run's recorded config unless --config is given")] = None,
               ) -> None:
     """Serve the base model, the modifiers and the router: OpenAI API at /v1, chat page at /.
 
@@ -26,7 +29,15 @@ def serve_cmd(config: ConfigOpt = None, set_: SetOpt = None,
 
     from cogumi.serve.runner import run_server
 
-    cfg = _load(config, set_)
+    if run:
+        from cogumi.pipeline.stages import config_for_run
+
+        cfg = config_for_run(run, list(set_ or []), config)
+        s = cfg.serve
+        console.print(f"serving run {run}: base {s.base.model}, adapters {s.adapters_dir or 'none'}, router "
+                      f"{s.routing.artifact or 'built-in'}", highlight=False)
+    else:
+        cfg = _load(config, set_)
     updates = {k: v for k, v in {"port": port, "host": host}.items() if v is not None}
     serve_cfg = cfg.serve.model_validate(cfg.serve.model_dump() | updates)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
