@@ -73,11 +73,12 @@ def pipeline_cmd(config: ConfigOpt = None, set_: SetOpt = None,
                   f"and {paths['html']}", highlight=False)
     final = next((o for o in outcomes if o.name == "final-eval" and o.status in ("ran", "skipped")), None)
     if final is not None and final.summary.get("headline"):
-        console.print(f"[bold]{final.summary['headline']}[/]", highlight=False)
+        console.print(final.summary["headline"], style="bold", highlight=False, markup=False, soft_wrap=True)
     if "serve" in cfg.pipeline.stages:
         _serve(plan, keep_serving, forced=bool({"serve", "all"} & set(force or [])))
     if plan._done("compress.gguf"):
-        console.print(f"serve what this run promoted: cogumi serve --run {plan.run.path}", highlight=False)
+        console.print(f"serve what this run promoted: cogumi serve --run {plan.run.path}", highlight=False,
+                      soft_wrap=True)
 
 
 def summary_line(o) -> str:

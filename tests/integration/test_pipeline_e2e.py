@@ -34,6 +34,8 @@ SMALL = [
     "modifiers.tasks_per_domain=5",
     "modifiers.adapter.max_steps=1", "modifiers.clusters=2",
     "router.data.proxy_prompts=40",
+    "pipeline.gate.math_items=4", "pipeline.gate.code_items=1", "modifiers.adapter.gate_items=4",
+    "pipeline.final_eval.math_items=4", "pipeline.final_eval.code_items=1", "pipeline.final_eval.code_max_tokens=64",
 ]
 
 
@@ -51,32 +53,57 @@ def test_pipeline_runs_every_phase_then_skips_them_all(tmp_path):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-6000:]
     run = tmp_path / "e2e"
     outcome = {s["name"]: s for s in json.loads((run / "pipeline" / "pipeline.json").read_text())["stages"]}
-    for name in ("curate", "train", "benchmark", "compare", "compress", "modifiers"):
+    for name in ("curate", "benchmark", "compare", "compress", "modifiers", "final-eval"):
         assert outcome[name]["status"] == "ran", outcome[name]
     assert outcome["router"]["status"] in ("ran", "degraded"), outcome["router"]
     assert outcome["distill"]["status"] == "gated" and outcome["train-1c"]["status"] == "gated"
-    failures = (run / "compare" / "failures.jsonl").read_text().strip()
-    assert outcome["train-1b"]["status"] == ("ran" if failures else "gated")
 
-    # the chain: each stage consumed what the previous one built
+    # promotion: each training stage is promoted or rejected by its recorded gate, never silently
+    def promoted(stage: str) -> bool:
+        gate = json.loads((run / f"gate.{stage}" / "manifest.json").read_text())["metrics"]
+        assert outcome[stage]["status"] == ("ran" if gate["promoted"] else "rejected"), (outcome[stage], gate)
+        return gate["promoted"]
+
+    latest = "train" if promoted("train") else None
+    failures = (run / "compare" / "failures.jsonl").read_text().strip()
+    if failures and latest:
+        latest = "train-1b" if promoted("train-1b") else latest
+    else:
+        assert outcome["train-1b"]["status"] == "gated"
+
+    # the chain: compression consumed the newest *promoted* model (the starting one when none was)
     compress_in = json.loads((run / "compress.baseline" / "manifest.json").read_text())
-    latest = "train-1b" if failures else "train"
-    assert compress_in["inputs"]["model"] == digest_path(str(run / latest / "merged"))
-    assert (run / "compress.gguf" / "model-q5_k_m.gguf").is_file()
+    if latest:
+        assert compress_in["inputs"]["model"] == digest_path(str(run / latest / "merged"))
+    gguf = json.loads((run / "compress.gguf" / "manifest.json").read_text())["metrics"]
+    served = gguf["served"]
+    row = next(a for a in gguf["artifacts"] if a["artifact"] == served)
+    assert row["gate"] == "pass" and (run / "compress.gguf" / served).is_file()
     router = "".join(p.read_text() for p in (run / "router").glob("*.json"))
     router_degraded = outcome["router"]["status"] == "degraded"
     assert router_degraded == ("no router trained" in outcome["router"]["detail"])
     if not router_degraded:
         # built from the modifiers' routing set, or (tiny model: too few rows) the recorded proxy fallback
         assert ('"kind": "modifiers"' in router or "fallback: the modifiers' set" in router), router[:2000]
-        assert "compress.gguf/model-q5_k_m.gguf" in router
+        assert f"compress.gguf/{served}" in router
     probe = json.loads((run / "serve" / "probe.json").read_text())
     assert probe["answered"] == probe["requests"] > 0 and probe["latency_ms_median"] > 0
+    assert all(r["answer"].strip() for r in probe["rows"]), probe["rows"]  # the served model still talks
     serve_method = json.loads((run / "serve" / "manifest.json").read_text())["method"]
-    assert "model-q5_k_m.gguf" in serve_method["base"] and serve_method["adapters"].endswith("modifiers/adapters")
+    assert served in serve_method["base"]
+    mods = json.loads((run / "modifiers" / "manifest.json").read_text())["metrics"]
+    assert serve_method["adapters"].endswith("modifiers/adapters") == bool(mods["adapters"])
     assert serve_method["router"] == ("built-in" if router_degraded else str(run / "router"))
 
+    # the closing comparison: start vs served, with sample sizes and intervals, first in the report
+    final = json.loads((run / "final-eval" / "manifest.json").read_text())["metrics"]
+    assert final["verdict"] in ("better", "equal within noise", "worse")
+    assert {r["metric"].split(":")[0] for r in final["results"]} == {"text", "math", "code"}
+    assert all(r["n"] >= 1 and r["low"] <= r["diff"] <= r["high"] for r in final["results"])
+    assert final["headline"] in first.stdout and f"cogumi serve --run {run}" in first.stdout
+
     report = (run / "report" / "report.md").read_text()
+    assert report.index(final["headline"]) < report.index("## Stages")
     for section in ("## curate", "## train", "## benchmark", "## compare", "## compress.gguf", "## modifiers",
                     "## router", "## serve"):
         assert section in report, section
