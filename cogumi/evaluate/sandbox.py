@@ -139,7 +139,9 @@ def sandbox_method(config: SandboxConfig | None = None) -> dict[str, str]:
             "sandbox_layers": ", ".join(layers) + (f" (missing: {', '.join(missing)})" if missing else ""),
             "sandbox_user": user,
             "sandbox_network": f"{iso.notes['net']}; {guard}",
-            "sandbox_files": iso.notes["mount"] + " + RLIMIT_FSIZE",
+            "sandbox_files": (iso.notes["mount"] if "mount" in layers else
+                              f"temporary working folder, guard on writes outside it ({iso.notes['mount']})")
+            + " + RLIMIT_FSIZE",
             "sandbox_processes": iso.notes["pid"] if "pid" in layers else "process group killed on timeout only",
             "sandbox_limits": iso.notes["limits"] + "; wall-clock kill",
             "sandbox_verdict": "per-run nonce written by the harness after the program's end; exit 0 alone fails"}
