@@ -179,10 +179,9 @@ def run_program(source: str, timeout_s: float = 5.0, memory_mb: int = 512, file_
             os.chown(workdir, NOBODY, NOBODY)
             os.chown(program, NOBODY, NOBODY)
         nonce = secrets.token_hex(16)
-        nonce_r, nonce_w = os.pipe()
-        verdict_r, verdict_w = os.pipe()
-        info_r, info_w = os.pipe()
-        fds += [nonce_r, nonce_w, verdict_r, verdict_w, info_r, info_w]
+        for _ in range(3):
+            fds += os.pipe()
+        nonce_r, nonce_w, _, verdict_w, _, info_w = fds
         os.write(nonce_w, nonce.encode())
         cpu = max(1, int(timeout_s) + 1)
         settings = {"nonce_fd": nonce_r, "verdict_fd": verdict_w, "guard": cfg.guard}
@@ -203,7 +202,7 @@ def run_program(source: str, timeout_s: float = 5.0, memory_mb: int = 512, file_
                    "PYTHONHASHSEED": "0"}
         return _execute(cmd, env, workdir, logs, timeout_s, memory_mb, fds, nonce, bwrap)
     finally:
-        for fd in fds:
+        for fd in fds:  # whatever _execute did not close (a double close could hit another thread's fd)
             _close(fd)
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.rmtree(logs, ignore_errors=True)
@@ -211,7 +210,7 @@ def run_program(source: str, timeout_s: float = 5.0, memory_mb: int = 512, file_
 
 def _execute(cmd: list[str], env: dict[str, str], workdir: Path, logs: Path, timeout_s: float, memory_mb: int,
              fds: list[int], nonce: str, bwrap: bool) -> ExecResult:
-    nonce_r, nonce_w, verdict_r, verdict_w, info_r, info_w = fds
+    nonce_r, nonce_w, verdict_r, verdict_w, info_r, info_w = fds[:6]
     t0 = time.perf_counter()
     with open(logs / "stdout", "wb") as out, open(logs / "stderr", "wb") as err:
         try:
@@ -220,8 +219,9 @@ def _execute(cmd: list[str], env: dict[str, str], workdir: Path, logs: Path, tim
                                     pass_fds=(nonce_r, verdict_w) + ((info_w,) if bwrap else ()))
         except OSError as exc:
             return ExecResult("error", f"could not start the sandbox: {exc}", None, 0.0)
-        for fd in (nonce_w, nonce_r, verdict_w, info_w):
+        for fd in (nonce_w, nonce_r, verdict_w, info_w):  # the child's ends: closed here, exactly once
             _close(fd)
+            fds.remove(fd)
         init_pid = _namespace_init(info_r, proc.pid) if bwrap else None
         timed_out = False
         try:

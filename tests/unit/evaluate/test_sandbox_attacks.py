@@ -252,3 +252,15 @@ def test_require_full_refuses_to_run_without_the_layers():
 def test_require_full_runs_where_bubblewrap_works():
     assert run_program("assert True", config=SandboxConfig(require="full")).passed
     assert set(available_layers()) == {"user", "pid", "net", "mount", "limits", "guard"}
+
+
+def test_concurrent_runs_neither_leak_nor_cross_descriptors():
+    """codebench runs programs from a thread pool: each run owns its pipes and closes each exactly once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = len(os.listdir("/proc/self/fd"))
+    sources = ["assert 1 + 1 == 2", "assert 1 == 2", "print('x')", "import os\nos._exit(0)"] * 3
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(lambda s: run_program(s).status, sources))
+    assert statuses == ["passed", "failed", "passed", "failed"] * 3
+    assert len(os.listdir("/proc/self/fd")) <= before
