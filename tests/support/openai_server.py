@@ -90,6 +90,8 @@ class LocalOpenAIServer:
         """Park the request until ``release``; False when its client went away meanwhile (dropped, unpaid)."""
         self.holding.set()
         while not self.release.is_set():
+            if await request.is_disconnected():
+                break
             await asyncio.sleep(0.05)
         if await request.is_disconnected():
             self.dropped.append(body)

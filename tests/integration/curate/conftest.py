@@ -81,8 +81,13 @@ def server(fresh_openai_server):
     session never closes the model under a running generation.
     """
     warm(fresh_openai_server)
+    fresh_openai_server.paid.clear()
+    fresh_openai_server.dropped.clear()
+    fresh_openai_server.holding.clear()
+    fresh_openai_server.release.clear()
     yield fresh_openai_server
     fresh_openai_server.faults.clear()
+    fresh_openai_server.release.set()  # never leave a request parked
     drain(fresh_openai_server)
 
 

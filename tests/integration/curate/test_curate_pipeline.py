@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -124,36 +125,89 @@ def test_exhausted_retries_are_error_rows_not_a_failed_run(ray_local, server, tm
     assert pq.read_table(stage_dir(tmp_path) / "curated.parquet").num_rows == 0
 
 
+def _session_processes(session_dir: str) -> list[int]:
+    """Processes holding files in a Ray session folder (its raylet, agents, workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and any(os.readlink(fd).startswith(session_dir + "/")
+                                            for fd in (entry / "fd").iterdir()):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _usd(paid, price_in=1.0, price_out=2.0):
+    return sum(p["prompt_tokens"] * price_in + p["completion_tokens"] * price_out for p in paid) / 1e6
+
+
+def test_duplicate_input_ids_stop_the_run_before_any_call(ray_local, server, tmp_path, cli):
+    prompts = write_prompts(tmp_path / "prompts.jsonl", [
+        {"id": "a", "instruction": "Say yes."}, {"id": "b", "instruction": "Say no."},
+        {"id": "a", "instruction": "Say maybe."}])
+    cfg = write_config(tmp_path, server, prompts, curate={"judge": {"enabled": False}})
+    code, out = cli("curate", "--config", str(cfg))
+    assert code != 0
+    assert "prompts.jsonl:3: id 'a' is already used at" in " ".join(out.split()) and "prompts.jsonl:1" in out
+    assert server.requests == []  # refused before any teacher was paid
+
+
 @pytest.mark.slow
 def test_killed_run_restarts_and_finishes_without_paying_twice(ray_local, server, tmp_path, cli):
+    """kill -9 of a driver that started its own Ray, mid-run; the rerun pays no call twice and cleans up."""
     n = 6
     prompts = write_prompts(tmp_path / "prompts.jsonl", [
-        {"instruction": f"Write one sentence about the colour number {i}.", "domain": "creative"} for i in range(n)])
+        {"id": f"colour-{i}", "instruction": f"Write one sentence about the colour number {i}.", "domain": "creative"}
+        for i in range(n)])
     cfg = write_config(tmp_path, server, prompts, curate={
         "judge": {"enabled": False}, "dedup": {"enabled": False}, "max_new_tokens": 32,
         "teachers": [{"name": "local", "concurrency": 1, "rpm": 6000, "tpm": 10_000_000,
+                      "price_in_per_mtok": 1.0, "price_out_per_mtok": 2.0,
                       "model": {"backend": "openai", "base_url": server.base_url, "model": "local-teacher"}}],
-        "ray": {"batch_size": 1}})
-    address = ray_local.get_runtime_context().gcs_address
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, str(REPO / "jobs" / "curate.py"), "--config", str(cfg),
-                             "--ray-address", address], env=env, cwd=tmp_path, start_new_session=True,
+        "ray": {"batch_size": 1, "teacher_workers": 1}})
+    # no --ray-address and no RAY_ADDRESS: the driver starts (and owns) a local Ray, as a user's would
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(REPO)}
+    server.faults.extend(["ok", "ok", "hold"])  # two calls answered, the third parked: the kill lands there
+    proc = subprocess.Popen([sys.executable, str(REPO / "jobs" / "curate.py"), "--config", str(cfg)],
+                            env=env, cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert server.holding.wait(240), "the run never reached its third call"
+        manifest = json.loads((stage_dir(tmp_path) / "manifest.json").read_text())
+        (record,) = (tmp_path / "runs" / "t" / ".local-ray").glob("*.json")
+        session = json.loads(record.read_text())["session_dir"]
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # the driver alone, as the OOM killer or `kill -9 <pid>` would
+        proc.wait()
+    assert manifest["status"] == "running" and manifest["pid"] == proc.pid
     cache = tmp_path / "runs" / "cache" / "responses"
-    deadline = time.time() + 240
-    while time.time() < deadline and len(list(cache.rglob("*.json"))) < 2 and proc.poll() is None:
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    deadline = time.time() + 60
+    while not server.dropped and time.time() < deadline:  # Ray stops the job's workers: the client goes away
+        time.sleep(0.2)
+    server.release.set()
+    assert len(server.dropped) == 1  # the parked call's client died: never answered, never billed
+    paid_killed = list(server.paid)
     done = len(list(cache.rglob("*.json")))
-    assert 2 <= done < n, "the run was not interrupted mid-way"
-    manifest = json.loads((stage_dir(tmp_path) / "manifest.json").read_text())
-    assert manifest["status"] == "running"  # killed: never finished
-    time.sleep(1.0)
-    server.requests.clear()
+    assert done == len(paid_killed) == 2  # every call paid in the killed run is in the cache
+
+    server.paid.clear()
     code, out = cli("curate", "--config", str(cfg))
     assert code == 0, out
+    assert f"the previous run (pid {proc.pid}, started {manifest['started_at']}) was killed; resuming from its " \
+           "cached calls" in " ".join(out.split())
+    assert _session_processes(session) == []  # nothing of the killed run's Ray survives the rerun
+    assert not list(record.parent.glob("*.json"))
+    final = json.loads((stage_dir(tmp_path) / "manifest.json").read_text())
+    assert final["status"] == "finished" and f"pid {proc.pid}" in final["previous"]
+
     rows = pq.read_table(stage_dir(tmp_path) / "rows.parquet").to_pylist()
     assert len(rows) == n and all(r["status"] == "ok" for r in rows)
-    assert len(server.requests) == n - done
+    assert sorted(r["id"] for r in rows) == [f"colour-{i}" for i in range(n)]  # input ids kept
     assert sum(bool(r["cached"]) for r in rows) == done
+    calls = Counter(p["call"] for p in paid_killed + server.paid)
+    assert len(calls) == n and set(calls.values()) == {1}  # no call paid twice
+    cost = json.loads((stage_dir(tmp_path) / "stats.json").read_text())["cost"]["local"]
+    assert cost["calls"] == len(server.paid) == n - done
+    assert cost["usd"] == pytest.approx(_usd(server.paid), abs=1e-6)  # the bill equals the server's
+    assert cost["saved_usd"] == pytest.approx(_usd(paid_killed), abs=1e-6)  # paid by the killed run, reused
