@@ -2,7 +2,10 @@
 
 Layout: ``<root>/<run-name>/run.json`` plus one folder per stage, each with a
 ``manifest.json`` recording the config hash, input and output digests, metrics,
-package versions, the method that really ran, start/end time and status.
+package versions, the method that really ran, start/end time and status. While
+a stage runs, its manifest also names the process (pid, host, start time), so the
+next attempt can tell a killed run (it says so, in the log and the manifest) from
+a live one (it refuses to run over it).
 
     run = RunDir.open("runs", "local")
     stage = run.stage("curate")

@@ -183,3 +183,22 @@ def test_timed_out_attempts_are_billed_as_an_estimate(tmp_path):
     assert (res.attempts, res.unanswered) == (2, 1)
     assert res.estimated_usd == pytest.approx(12 * 2.0 / 1e6)  # the answer's own prompt count, same prompt
     assert res.cost_usd == pytest.approx((12 * 2.0 + 5 * 10.0) / 1e6 + res.estimated_usd)
+
+
+def test_report_bills_unanswered_attempts_and_marks_the_estimate():
+    from cogumi.curate.report import CurationStats, render_markdown
+    from cogumi.curate.rows import ERROR, new_row
+
+    stats = CurationStats({"t": (2.0, 10.0)})
+    answered = new_row(teacher="t", prompt_tokens=12, completion_tokens=5, cost_usd=(12 * 2 + 5 * 10 + 12 * 2) / 1e6,
+                       cached=False, attempts=2, unanswered_attempts=1, estimated_usd=12 * 2 / 1e6)
+    failed = new_row(teacher="t", status=ERROR, stage="teacher", reason="timed out", cost_usd=30 * 2 / 1e6,
+                     cached=False, attempts=3, unanswered_attempts=3, estimated_usd=30 * 2 / 1e6)
+    stats.add([answered, failed])
+    summary = stats.summary()
+    cost = summary["cost"]["t"]
+    assert cost["calls"] == 1 and cost["unanswered_calls"] == 4
+    assert cost["usd"] == pytest.approx((12 * 2 + 5 * 10 + 12 * 2 + 30 * 2) / 1e6)
+    assert cost["estimated_usd"] == pytest.approx((12 * 2 + 30 * 2) / 1e6)
+    assert summary["cost_total_usd"] == pytest.approx(cost["usd"])
+    assert "for 4 attempt(s) that timed out on the client" in render_markdown(summary, {})
