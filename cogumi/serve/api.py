@@ -4,7 +4,11 @@
 the Serve ``Router`` deployment uses it as its ingress, tests can run it alone.
 Endpoints: ``/v1/chat/completions``, ``/v1/completions`` (both with SSE streaming),
 ``/v1/models``, ``/health``, ``/ready`` and the chat page at ``/``. Every error is
-an OpenAI error object; keys are checked in constant time and never logged.
+an OpenAI error object; keys are checked in constant time and never logged, and a
+client that keeps sending wrong keys is made to wait (429). ``/ready`` says only
+whether the system is ready unless the caller holds a key. The app runs behind
+:class:`~cogumi.serve.guard.RequestGuard` (body limit, path check, and cancelling the
+request, hence its generation, when the client disconnects).
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cogumi.models.inference import SamplingParams
-from cogumi.serve.auth import RateLimiter, check_bearer, key_id
+from cogumi.serve.auth import AuthFailures, RateLimiter, check_bearer, client_key, key_id
 from cogumi.serve.config import ServeConfig
+from cogumi.serve.guard import RequestGuard
 from cogumi.serve.metrics import ServeMetrics
 from cogumi.serve.schemas import (
     ChatCompletionRequest,
@@ -77,6 +82,8 @@ def create_app(service: ChatService, cfg: ServeConfig, key_digests: list[str] | 
     app = FastAPI(title="Cogumi", version="0.1.0", description="OpenAI-compatible API of a routed Cogumi system")
     metrics = metrics or ServeMetrics()
     limiter = RateLimiter(cfg.rate_limit.requests_per_minute, cfg.rate_limit.burst)
+    brake = AuthFailures(cfg.auth_failures.free_attempts, cfg.auth_failures.base_delay_s,
+                         cfg.auth_failures.max_delay_s)
 
     # ------------------------------------------------------------------ errors
 
@@ -112,33 +119,56 @@ def create_app(service: ChatService, cfg: ServeConfig, key_digests: list[str] | 
         return error_response(500, "internal server error; the server logged the details", "internal_error")
 
     @app.middleware("http")
-    async def _limits_and_log(request: Request, call_next):
+    async def _log_and_count(request: Request, call_next):
         t0 = time.perf_counter()
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > cfg.max_request_bytes):
-            return error_response(413, f"request body larger than {cfg.max_request_bytes} bytes", "request_too_large")
         response = await call_next(request)
         ms = (time.perf_counter() - t0) * 1000
         caller = getattr(request.state, "caller", "-")
         route = response.headers.get("x-cogumi-route", "-")
-        log.info("%s %s %s %.1fms caller=%s route=%s", request.method, request.url.path, response.status_code,
-                 ms, caller, route)
-        if request.url.path.startswith("/v1/"):
-            metrics.request(request.url.path, response.status_code, route, ms)
+        log.info("%s %r %s %.1fms caller=%s route=%s", request.method, request.url.path[:200],
+                 response.status_code, ms, caller, route)
+        endpoint = getattr(request.scope.get("route"), "path", None) or "unmatched"  # a template, never the path
+        if endpoint.startswith("/v1/") or endpoint == "unmatched":
+            metrics.request(endpoint.replace(":path}", "}"), response.status_code, route, ms)
         return response
+
+    # outermost: sees the raw request before FastAPI reads or parses anything
+    app.add_middleware(RequestGuard, max_body_bytes=cfg.max_request_bytes,
+                       on_reject=lambda status: metrics.request("rejected", status, "-", 0.0))
 
     # ------------------------------------------------------------------ auth
 
-    async def caller(request: Request) -> str:
+    def authenticate(request: Request) -> str | None:
+        """The caller's name (key id), or None without a valid key.
+
+        Raises:
+            ApiError: 429 while this client is braked for earlier wrong keys.
+        """
+        host = request.client.host if request.client else None
         if key_digests is None:
-            who = "open-" + (request.client.host if request.client else "local")
-        else:
-            match = check_bearer(request.headers.get("authorization"), key_digests)
-            if match is None:
-                missing = not request.headers.get("authorization")
-                raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'" if missing
-                               else "invalid API key", "invalid_api_key")
-            who = key_id(match)
+            return "open-" + (host or "local")
+        client = client_key(host)
+        header = request.headers.get("authorization")
+        wait = brake.blocked_for(client)
+        if wait > 0:
+            raise ApiError(429, f"too many invalid API keys from this client; retry in {wait:.0f}s",
+                           "too_many_auth_failures", headers={"Retry-After": str(max(1, round(wait)))})
+        match = check_bearer(header, key_digests)
+        if match is None:
+            if header:
+                delay = brake.failed(client)
+                if delay:
+                    log.warning("client %s braked for %.0fs after repeated invalid API keys", client, delay)
+            return None
+        brake.succeeded(client)
+        return key_id(match)
+
+    async def caller(request: Request) -> str:
+        who = authenticate(request)
+        if who is None:
+            missing = not request.headers.get("authorization")
+            raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'" if missing
+                           else "invalid API key", "invalid_api_key")
         request.state.caller = who
         return who
 
@@ -163,11 +193,19 @@ def create_app(service: ChatService, cfg: ServeConfig, key_digests: list[str] | 
         return {"status": "ok"}
 
     @app.get("/ready")
-    async def ready_probe() -> JSONResponse:
+    async def ready_probe(request: Request) -> JSONResponse:
+        """Readiness; the deployments, models and counters only for a caller with a key."""
+        try:
+            who = authenticate(request)
+        except ApiError:  # braked: answer like an anonymous probe, without checking the key
+            who = None
         state = await ready() if ready else {"ready": True}
+        code = 200 if state.get("ready") else 503
+        if who is None:
+            return JSONResponse({"ready": bool(state.get("ready"))}, status_code=code)
         body = {**state, "models": service.model_ids(), "router": getattr(service.router, "name", "?"),
                 "auth": "keys" if key_digests is not None else "open", "counters": metrics.snapshot()}
-        return JSONResponse(body, status_code=200 if state.get("ready") else 503)
+        return JSONResponse(body, status_code=code)
 
     @app.get("/v1/models")
     async def list_models(who: str = Depends(caller)) -> dict[str, Any]:

@@ -66,6 +66,18 @@ class RateLimitSettings(Section):
     burst: int = Field(60, ge=1, description="requests a key may send at once before waiting")
 
 
+class AuthFailureSettings(Section):
+    """The brake on key guessing, per client address (per router replica).
+
+    After ``free_attempts`` wrong keys a client waits ``base_delay_s``, doubling with
+    each further wrong key up to ``max_delay_s``, and gets 429 with ``Retry-After``.
+    """
+
+    free_attempts: int = Field(5, ge=0, description="wrong keys a client may send before it must wait")
+    base_delay_s: float = Field(1.0, gt=0)
+    max_delay_s: float = Field(300.0, gt=0)
+
+
 class ServeConfig(Section):
     """Phase 5: the Ray Serve application behind an OpenAI-compatible endpoint."""
 
@@ -82,6 +94,7 @@ class ServeConfig(Section):
     max_adapters_per_replica: int = Field(3, ge=1, description="multiplexed adapters kept loaded per replica")
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    auth_failures: AuthFailureSettings = Field(default_factory=AuthFailureSettings)
     default_max_tokens: int = Field(256, ge=1)
     max_tokens_limit: int = Field(1024, ge=1, description="largest max_tokens a request may ask for")
     max_request_bytes: int = Field(1_000_000, ge=1024)

@@ -31,7 +31,7 @@ from cogumi.serve.config import DeploymentSettings, ServeConfig
 from cogumi.serve.metrics import ServeMetrics
 from cogumi.serve.routing import load_router
 from cogumi.serve.service import ChatService
-from cogumi.serve.streaming import iterate_in_thread
+from cogumi.serve.streaming import call_in_thread, iterate_in_thread
 from cogumi.serve.worker import ModelWorker, resolve_adapters
 
 APP_NAME = "cogumi"
@@ -45,7 +45,8 @@ class BaseModel:
         self.worker = ModelWorker(ModelConfig.model_validate(model))
 
     async def generate(self, req: dict[str, Any]) -> dict[str, Any]:
-        return await asyncio.to_thread(self.worker.generate, req)
+        # Serve cancels this task when the caller's request is cancelled (client gone): stop generating
+        return await call_in_thread(lambda stop: self.worker.generate(req, stop))
 
     async def stream(self, req: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         async for ev in iterate_in_thread(lambda stop: self.worker.stream(req, stop)):
@@ -85,7 +86,7 @@ class Modifiers:
 
     async def generate(self, req: dict[str, Any]) -> dict[str, Any]:
         await self._adapter(req)
-        return await asyncio.to_thread(self.worker.generate, req)
+        return await call_in_thread(lambda stop: self.worker.generate(req, stop))
 
     async def stream(self, req: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         await self._adapter(req)

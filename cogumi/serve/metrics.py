@@ -2,7 +2,10 @@
 
 Inside a Serve replica the metrics reach Ray's Prometheus exporter with the
 deployment/replica tags Serve adds; outside Ray (unit tests) only the local
-counters exist. ``snapshot()`` is what ``/ready`` shows.
+counters exist. ``snapshot()`` is what ``/ready`` shows to an authenticated caller.
+Every label comes from a small fixed set (route templates such as
+``/v1/models/{model_id}``, ``unmatched`` for any other path, status codes,
+deployed route names), so random paths cannot grow the series.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ class ServeMetrics:
             }
 
     def request(self, endpoint: str, status: int, route: str, latency_ms: float) -> None:
-        """One finished API request."""
+        """One finished API request (``endpoint``: the matched route template, never a raw path)."""
         with self._lock:
             self.counts[f"requests{{endpoint={endpoint},status={status}}}"] += 1
         if self._ray:

@@ -8,7 +8,6 @@ in production (:mod:`cogumi.serve.deployments`), in-process workers in tests.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ from typing import Any, Protocol
 from cogumi.models.inference import Generation, SamplingParams, TokenLogprob, Usage
 from cogumi.serve.config import RoutingSettings, valid_domain
 from cogumi.serve.routing import RouteDecision, Router
-from cogumi.serve.streaming import iterate_in_thread
+from cogumi.serve.streaming import call_in_thread, iterate_in_thread
 from cogumi.serve.worker import ModelWorker, RequestError, gen_request
 
 
@@ -41,7 +40,7 @@ class LocalClient:
         self.worker = worker
 
     async def generate(self, req: dict[str, Any]) -> dict[str, Any]:
-        return await asyncio.to_thread(self.worker.generate, req)
+        return await call_in_thread(lambda stop: self.worker.generate(req, stop))
 
     async def stream(self, req: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         async for ev in iterate_in_thread(lambda stop: self.worker.stream(req, stop)):

@@ -1,4 +1,4 @@
-"""Async glue: run a blocking token iterator in a thread, and format Server-Sent Events."""
+"""Async glue: run blocking generation in a thread (stoppable), and format Server-Sent Events."""
 
 from __future__ import annotations
 
@@ -6,9 +6,26 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 _END = object()
+T = TypeVar("T")
+
+
+async def call_in_thread(fn: Callable[[threading.Event], T]) -> T:
+    """``await fn(stop)`` run in a worker thread; cancelling the awaiting task sets ``stop``.
+
+    Args:
+        fn: blocking call that ends soon after its ``threading.Event`` is set.
+
+    Without the event, a cancelled request (client gone, Serve cancelling the
+    handle call) would leave its thread generating to the end.
+    """
+    stop = threading.Event()
+    try:
+        return await asyncio.to_thread(fn, stop)
+    finally:
+        stop.set()  # no effect once fn has returned
 
 
 async def iterate_in_thread(make_iter: Callable[[threading.Event], Iterator[Any]]) -> AsyncIterator[Any]:

@@ -4,6 +4,11 @@
 Requests cross deployment handles as plain dicts (see :func:`gen_request`); answers
 come back as ``Generation.as_dict()`` plus ``adapter`` and ``switch_ms``.
 
+Every generation takes an optional ``stop`` event (set when the client went away): a
+request still waiting for the worker gives up at once, a running one ends after its
+current token (:class:`~cogumi.serve.cancel.CancelHook`) with ``finish_reason``
+``cancelled``.
+
 Adapters swap without reloading the base: on llama.cpp each GGUF LoRA is loaded
 once next to the shared model (``llama_adapter_lora_init``) and switched per
 request on the context (``llama_set_adapters_lora``); on transformers they are
@@ -12,6 +17,7 @@ named PEFT adapters switched with ``set_adapter``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -20,8 +26,9 @@ from typing import Any
 
 from cogumi.config_base import ModelConfig
 from cogumi.errors import ModelLoadError
-from cogumi.models.inference import Generation, SamplingParams, TokenLogprob, make_backend
+from cogumi.models.inference import Generation, SamplingParams, TokenLogprob, Usage, make_backend
 from cogumi.serve.adapters import AdapterSet, make_adapter_set
+from cogumi.serve.cancel import CancelHook
 
 _PARAM_KEYS = {f for f in SamplingParams.__dataclass_fields__}
 
@@ -70,6 +77,7 @@ class ModelWorker:
         self.paths = dict(adapters or {})
         self.adapters: AdapterSet | None = make_adapter_set(self.backend) if adapters is not None else None
         self._lock = threading.Lock()  # one generation (and its adapter) at a time per worker
+        self._cancel = CancelHook(self.backend)
 
     # ------------------------------------------------------------------ adapters
 
@@ -120,11 +128,36 @@ class ModelWorker:
                                "or lower max_tokens", 400, "context_length_exceeded", "messages")
         return prompt_tokens
 
-    def generate(self, req: dict[str, Any]) -> dict[str, Any]:
+    @contextlib.contextmanager
+    def _turn(self, stop: threading.Event | None) -> Iterator[bool]:
+        """Hold the worker for one generation; yields False (without the lock) when ``stop`` came first."""
+        while not self._lock.acquire(timeout=0.05):
+            if stop is not None and stop.is_set():
+                yield False
+                return
+        try:
+            if stop is not None and stop.is_set():
+                yield False
+                return
+            with self._cancel.scope(stop):
+                yield True
+        finally:
+            self._lock.release()
+
+    def _cancelled(self, req: dict[str, Any], prompt_tokens: int = 0) -> dict[str, Any]:
+        gen = Generation("", "cancelled", Usage(prompt_tokens, 0), self.backend.model_name, self.backend.name, 0.0)
+        return _answer(gen, req.get("adapter"), 0.0)
+
+    def generate(self, req: dict[str, Any], stop: threading.Event | None = None) -> dict[str, Any]:
         """Answer one request (``gen_request`` dict) in full.
 
+        Args:
+            req: a ``gen_request`` dict.
+            stop: set when nobody waits for the answer any more; generation ends early.
+
         Returns:
-            ``Generation.as_dict()`` plus ``adapter`` and ``switch_ms``.
+            ``Generation.as_dict()`` plus ``adapter`` and ``switch_ms`` (``finish_reason``
+            ``cancelled`` and the text so far when ``stop`` ended it).
 
         Raises:
             RequestError: unknown adapter, context too long, logprobs unavailable.
@@ -135,14 +168,18 @@ class ModelWorker:
         top_k = params.top_logprobs
         if fast:  # logprobs from the kept logits in one pass, not llama-cpp-python's per-token full sort
             params.logprobs, params.top_logprobs = False, 0
-        with self._lock:
+        with self._turn(stop) as mine:
+            if not mine:
+                return self._cancelled(req)
             switch_s = self._activate(req.get("adapter"))
             try:
                 gen = (self.backend.chat(req["messages"], params) if req["kind"] == "chat"
                        else self.backend.complete(req["prompt"], params))
             except ValueError as exc:  # bad sampling/logprob request caught by the backend
                 raise RequestError(str(exc), 400, "invalid_request_error") from None
-            if fast:
+            if stop is not None and stop.is_set():
+                gen.finish_reason = "cancelled"
+            elif fast:
                 gen.logprobs = self._chosen_logprobs(gen.usage.prompt_tokens, top_k)
         return _answer(gen, req.get("adapter"), switch_s)
 
@@ -188,12 +225,16 @@ class ModelWorker:
         params = SamplingParams(**req["params"])
         t0 = time.perf_counter()
         if req["kind"] != "chat":
-            gen = self._generation(req)
-            yield {"text": gen.text}
-            yield {"done": True, **_answer(gen, req.get("adapter"), 0.0)}
+            answer = self.generate(req, stop)
+            yield {"text": answer["text"]}
+            yield {"done": True, **answer}
             return
         pieces: list[str] = []
-        with self._lock:
+        switch_s = 0.0
+        with self._turn(stop) as mine:
+            if not mine:
+                yield {"done": True, **self._cancelled(req, prompt_tokens)}
+                return
             switch_s = self._activate(req.get("adapter"))
             it = self.backend.stream_chat(req["messages"], params)
             try:
@@ -216,12 +257,6 @@ class ModelWorker:
                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
                          "total_tokens": prompt_tokens + completion},
                "adapter": req.get("adapter"), "switch_ms": round(switch_s * 1000, 3)}
-
-    def _generation(self, req: dict[str, Any]) -> Generation:
-        params = SamplingParams(**req["params"])
-        with self._lock:
-            self._activate(req.get("adapter"))
-            return self.backend.complete(req["prompt"], params)
 
     def close(self) -> None:
         """Free adapters and the model."""

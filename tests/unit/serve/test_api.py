@@ -178,8 +178,9 @@ def test_auth_missing_wrong_and_never_logged(api_server, caplog):
     assert "caller=key-" in logged  # requests are logged with a key id ...
     assert TEST_KEY not in logged and wrong not in logged  # ... never with a key
     assert httpx.get(api_server.url + "/health").json() == {"status": "ok"}
-    ready = httpx.get(api_server.url + "/ready").json()
+    ready = httpx.get(api_server.url + "/ready", headers=AUTH).json()
     assert ready["ready"] and ready["auth"] == "keys" and "cogumi/code" in ready["models"]
+    assert httpx.get(api_server.url + "/ready").json() == {"ready": True}  # no details without a key
 
 
 def test_oversized_body_is_413(api_server):

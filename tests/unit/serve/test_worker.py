@@ -70,7 +70,45 @@ def test_stream_yields_pieces_then_a_final_event_and_stops_early(base_worker):
     stop = threading.Event()
     stop.set()
     early = list(base_worker.stream(gen_request("chat", greedy(40), ASK), stop))
-    assert len(early) == 2 and early[-1]["finish_reason"] == "cancelled"
+    assert len(early) == 1 and early[-1]["finish_reason"] == "cancelled"  # stopped before it started
+
+
+COUNT = [{"role": "user", "content": "Count from 1 to 300, separated by commas."}]
+
+
+def _stop_after(seconds: float) -> threading.Event:
+    stop = threading.Event()
+    threading.Timer(seconds, stop.set).start()
+    return stop
+
+
+@pytest.mark.parametrize("kind", ["chat", "complete"])
+def test_stop_ends_a_running_generation_between_tokens(base_worker, kind):
+    import time
+
+    req = (gen_request("chat", greedy(300), COUNT) if kind == "chat"
+           else gen_request("complete", greedy(300), prompt="1, 2, 3, 4,"))
+    base_worker.generate({**req, "params": {**req["params"], "max_tokens": 1}})  # a new prompt's first pass is slow
+    t0 = time.perf_counter()
+    out = base_worker.generate(req, _stop_after(0.5))
+    assert time.perf_counter() - t0 < 1.5  # 300 tokens take about 6 s here
+    assert out["finish_reason"] == "cancelled" and 0 < out["usage"]["completion_tokens"] < 300
+    events = list(base_worker.stream(req, _stop_after(0.5)))  # completions stream through generate
+    assert events[-1]["finish_reason"] == "cancelled" and not base_worker._lock.locked()
+
+
+def test_a_waiting_request_gives_up_when_stopped(base_worker):
+    import time
+
+    busy = threading.Thread(target=base_worker.generate, args=(gen_request("chat", greedy(300), COUNT),
+                                                               _stop_after(1.0)))
+    busy.start()
+    time.sleep(0.2)
+    t0 = time.perf_counter()
+    out = base_worker.generate(gen_request("chat", greedy(8), ASK), _stop_after(0.2))
+    assert time.perf_counter() - t0 < 0.6 and out["finish_reason"] == "cancelled" and out["text"] == ""
+    busy.join(timeout=5)
+    assert not busy.is_alive()
 
 
 def test_peft_adapters_swap_on_transformers(tiny_llama_dir, tmp_path):
@@ -95,5 +133,10 @@ def test_peft_adapters_swap_on_transformers(tiny_llama_dir, tmp_path):
         code = w.generate(gen_request("complete", greedy(8), prompt=prompt, adapter="code"))
         again = w.generate(gen_request("complete", greedy(8), prompt=prompt))
         assert code["text"] != base["text"] and again["text"] == base["text"]
+        stop = threading.Event()
+        stop.set()
+        with w._cancel.scope(stop):  # the stopping criterion ends transformers' generate after one token
+            cut = w.backend.complete(prompt, greedy(50))
+        assert cut.usage.completion_tokens == 1
     finally:
         w.close()
