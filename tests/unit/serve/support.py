@@ -98,3 +98,53 @@ def api_server(base_worker, modifier_worker):
     server = ApiServer(app).start()
     yield server
     server.stop()
+
+
+class FakeClient:
+    """A model client that answers at once (or slowly, stoppable): the API layer without a model."""
+
+    def __init__(self, seconds_per_token: float = 0.0):
+        self.calls, self.in_flight, self.delay = 0, 0, seconds_per_token
+
+    def _answer(self, req: dict, n: int, finish: str = "stop") -> dict:
+        return {"text": "ok " * n, "finish_reason": finish, "model": "fake", "backend": "fake", "latency_s": 0.0,
+                "logprobs": None, "usage": {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": 3 + n},
+                "adapter": req.get("adapter"), "switch_ms": 0.0}
+
+    def _work(self, req: dict, stop) -> dict:
+        self.calls += 1
+        self.in_flight += 1
+        try:
+            n = 0
+            while n < req["params"]["max_tokens"] and not stop.is_set():
+                time.sleep(self.delay)
+                n += 1
+            return self._answer(req, n, "cancelled" if stop.is_set() else "length")
+        finally:
+            self.in_flight -= 1
+
+    async def generate(self, req: dict) -> dict:
+        from cogumi.serve.streaming import call_in_thread
+
+        return await call_in_thread(lambda stop: self._work(req, stop))
+
+    async def stream(self, req: dict):
+        answer = await self.generate(req)
+        for word in answer["text"].split(" "):
+            yield {"text": word + " "}
+        yield {"done": True, **answer}
+
+
+def fake_app(client: FakeClient | None = None, keys: list[str] | None = (TEST_KEY,), **serve: object):
+    """The API over a :class:`FakeClient` (pre-routing, no modifiers); ``keys=None`` leaves it open."""
+    from cogumi.serve.api import create_app
+    from cogumi.serve.auth import digest
+    from cogumi.serve.config import RoutingSettings, ServeConfig
+    from cogumi.serve.routing import CascadeRouter
+    from cogumi.serve.service import ChatService
+
+    cfg = ServeConfig.model_validate({"auth": "keys", "max_tokens_limit": 256,
+                                      "rate_limit": {"requests_per_minute": 60000, "burst": 10000}} | serve)
+    service = ChatService(client or FakeClient(), None, [], CascadeRouter(0.8, needs_base_answer=False),
+                          RoutingSettings(mode="pre"))
+    return create_app(service, cfg, None if keys is None else [digest(k) for k in keys])
