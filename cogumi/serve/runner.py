@@ -1,4 +1,10 @@
-"""Run the Serve application in the foreground until Ctrl-C / SIGTERM (``cogumi serve``)."""
+"""Run the Serve application in the foreground until Ctrl-C / SIGTERM (``cogumi serve``).
+
+On the way out it removes only what it added: its own application (and only when it
+deployed it), and Serve itself only when Serve was not running before and no other
+application is left. Attached to a cluster where Serve already runs, other
+applications keep running and Serve's HTTP options stay as they are.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ def check_port_free(host: str, port: int) -> None:
 
 def run_server(cfg: ServeConfig, ray_address: str | None = None, on_ready: Callable[[str], None] | None = None,
                stop: threading.Event | None = None) -> None:
-    """Start Ray (or join ``ray_address``), deploy the app, block until a signal, then shut down.
+    """Start Ray (or join ``ray_address``), deploy the app, block until a signal, then remove what it added.
 
     Args:
         cfg: the serve section (host, port, models, adapters, auth).
@@ -49,7 +55,8 @@ def run_server(cfg: ServeConfig, ray_address: str | None = None, on_ready: Calla
     from cogumi.serve.deployments import APP_NAME, build_app
 
     app = build_app(cfg)  # checks keys and adapters before anything starts
-    check_port_free(cfg.host, cfg.port)
+    if not ray.is_initialized() and ray_address is None:
+        check_port_free(cfg.host, cfg.port)  # a fresh local cluster: fail before starting Ray
     stop = stop or threading.Event()
     previous: dict[int, object] = {}
 
@@ -61,19 +68,33 @@ def run_server(cfg: ServeConfig, ray_address: str | None = None, on_ready: Calla
 
     catch_signals()
     started_ray = not ray.is_initialized()
+    serve_was_running, deployed = False, False
     try:
         if started_ray:
             ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
             catch_signals()  # ray.init installs its own SIGTERM handler, which aborts the process
-        serve.start(http_options={"host": cfg.host, "port": cfg.port})
+        before = serve.status()
+        serve_was_running = bool(before.proxies or before.applications)
+        if APP_NAME in before.applications:
+            raise CogumiError(f"a Serve application named '{APP_NAME}' already runs on this Ray cluster",
+                              "cogumi serve", f"stop the other `cogumi serve`, or remove it with `serve delete {APP_NAME}`")
+        port = cfg.port
+        if serve_was_running:
+            port = _serve_port(cfg.port)
+            log.info("Serve already runs on this cluster: deploying next to its %d application(s), port %d",
+                     len(before.applications), port)
+        else:
+            check_port_free(cfg.host, cfg.port)
+            serve.start(http_options={"host": cfg.host, "port": cfg.port})
         t0 = time.perf_counter()
+        deployed = True  # from here on the app (or what a failed deploy left of it) is ours to remove
         try:
             serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
         except RuntimeError as exc:
             raise CogumiError(f"the Serve application failed to deploy ({str(exc)[:300]}){_why(APP_NAME)}",
                               "cogumi serve", "check serve.base, the adapters and the replica logs under "
                               "/tmp/ray/session_latest/logs/serve") from None
-        url = f"http://{cfg.host}:{cfg.port}"
+        url = f"http://{cfg.host}:{port}"
         log.info("cogumi serving at %s (ready in %.1fs)", url, time.perf_counter() - t0)
         if on_ready:
             on_ready(url)
@@ -83,12 +104,36 @@ def run_server(cfg: ServeConfig, ray_address: str | None = None, on_ready: Calla
         log.info("stopping cogumi serve")
         try:
             if ray.is_initialized():
-                serve.shutdown()
+                _remove_ours(deployed, serve_was_running)
         finally:
             if started_ray and ray.is_initialized():
                 ray.shutdown()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _remove_ours(deployed: bool, serve_was_running: bool) -> None:
+    """Delete our application if we deployed it; stop Serve only if we started it and nothing else runs."""
+    from ray import serve
+
+    from cogumi.serve.deployments import APP_NAME
+
+    if deployed and APP_NAME in serve.status().applications:
+        serve.delete(APP_NAME)
+    if not serve_was_running and not serve.status().applications:
+        serve.shutdown()
+    elif not serve_was_running:
+        log.info("other Serve applications were deployed meanwhile: Serve keeps running")
+
+
+def _serve_port(default: int) -> int:
+    """The HTTP port of the Serve instance already running (Ray has no public getter for it)."""
+    try:
+        from ray.serve.context import _get_global_client
+
+        return int(_get_global_client().http_config.port)
+    except Exception:  # noqa: BLE001 - only used to print the URL
+        return default
 
 
 def _why(app_name: str) -> str:

@@ -24,8 +24,11 @@ def client(served):
 def test_models_and_probes(served, client):
     assert [m.id for m in client.models.list()] == ["cogumi", "cogumi/base", "cogumi/code"]
     assert httpx.get(served.url + "/health").json() == {"status": "ok"}
-    ready = httpx.get(served.url + "/ready", timeout=30).json()
+    auth = {"Authorization": f"Bearer {served.key}"}
+    ready = httpx.get(served.url + "/ready", headers=auth, timeout=30).json()
     assert ready["ready"] and ready["base"] == "smollm2-135m-instruct" and ready["modifiers"] == ["code"]
+    assert httpx.get(served.url + "/ready", timeout=30).json() == {"ready": True}  # no details without a key
+    assert httpx.get(served.v1 + "/models/%FF").status_code == 400  # was a 500 in the metrics
     assert "<title>Cogumi chat</title>" in httpx.get(served.url + "/").text
 
 
@@ -92,6 +95,23 @@ def test_disconnect_mid_stream_then_keeps_serving(served, client):
     after = client.chat.completions.create(model="cogumi/base", messages=CODE_Q, max_tokens=4)
     assert after.choices[0].message.content
     assert time.perf_counter() - t0 < 15  # the abandoned 250-token generation did not hold the replica
+
+
+def test_disconnect_during_a_plain_answer_frees_the_base(served, client):
+    import json
+    import socket
+
+    data = json.dumps({"model": "cogumi/base", "max_tokens": 250, "temperature": 0,
+                       "messages": [{"role": "user", "content": "Count from 1 to 300, separated by commas."}]}).encode()
+    sock = socket.create_connection(("127.0.0.1", int(served.url.rsplit(":", 1)[1])))
+    sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {served.key}\r\n"
+                 f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+    time.sleep(1.5)  # generating now (250 tokens take over 5 s here)
+    sock.close()
+    t0 = time.perf_counter()
+    after = client.chat.completions.create(model="cogumi/base", messages=CODE_Q, max_tokens=2)
+    assert after.choices[0].message.content
+    assert time.perf_counter() - t0 < 3.0  # the abandoned generation stopped and freed the replica
 
 
 def test_lm_eval_local_chat_completions(served, monkeypatch):
