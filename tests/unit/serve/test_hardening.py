@@ -1,5 +1,5 @@
 """Serving under attack: disconnects stop generation, chunked bodies are bounded, odd paths are 4xx,
-metrics stay bounded, /ready hides details, wrong keys are braked, and the OpenAPI schema fuzzes clean.
+metrics stay bounded, /ready hides details, wrong keys are braked (the schema fuzz: test_openapi_fuzz.py).
 
 The model-free tests run the app in-process over a :class:`FakeClient`; the disconnect tests
 use the real SmolLM2 worker behind uvicorn and hang up a raw socket mid-request.
@@ -16,8 +16,6 @@ import time
 
 import httpx
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, settings
 
 from cogumi.serve.auth import AuthFailures
 from tests.unit.serve.support import TEST_KEY, FakeClient, fake_app
@@ -120,17 +118,16 @@ def test_chunked_body_over_the_limit_is_413_before_parsing():
 
 def test_chunked_body_over_real_http_is_413(api_server):
     port = int(api_server.url.rsplit(":", 1)[1])
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_KEY}\r\n"
-                 "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
-    chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
-    try:
-        for _ in range(400):
-            sock.sendall(chunk)
-    except OSError:
-        pass  # the server answered and stopped reading
-    reply = sock.recv(4096)
-    sock.close()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_KEY}\r\n"
+                     "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+        chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
+        try:
+            for _ in range(400):  # 25 MB
+                sock.sendall(chunk)
+        except OSError:
+            pass  # the server answered and stopped reading
+        reply = sock.recv(4096)
     assert reply.startswith(b"HTTP/1.1 413")
 
 
@@ -210,17 +207,3 @@ def test_auth_brake_doubles_and_forgets_within_bounded_memory():
     for i in range(1000):
         brake.failed(f"10.0.{i // 256}.{i % 256}", now=float(i))
     assert len(brake) == 100
-
-
-# ---------------------------------------------------------------- the OpenAPI schema, fuzzed
-
-FUZZ_APP = fake_app(rate_limit={"requests_per_minute": 10**6, "burst": 10**6})
-schema = schemathesis.openapi.from_asgi("/openapi.json", FUZZ_APP)
-
-
-@schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-def test_openapi_fuzz_never_5xx(case):
-    for headers in (AUTH, {}):
-        response = case.call(headers=headers)
-        assert response.status_code < 500, (case.path, case.body, response.text[:300])
