@@ -2,7 +2,8 @@
 
 Modules: ``config`` (the ``serve`` section), ``routing`` (Router protocol, built-in
 cascade), ``worker``/``adapters`` (model + hot-swapped LoRA), ``service`` (routing
-orchestration), ``api`` (FastAPI app, chat page), ``deployments`` (Serve app),
+orchestration), ``api`` (FastAPI app, chat page), ``guard`` (body limit, path check,
+cancel on disconnect), ``cancel`` (stopping generation between tokens), ``deployments`` (Serve app),
 ``runner``/``commands`` (``cogumi serve``).
 """
 

@@ -103,15 +103,17 @@ def test_disconnect_during_a_plain_answer_frees_the_base(served, client):
 
     data = json.dumps({"model": "cogumi/base", "max_tokens": 250, "temperature": 0,
                        "messages": [{"role": "user", "content": "Count from 1 to 300, separated by commas."}]}).encode()
-    sock = socket.create_connection(("127.0.0.1", int(served.url.rsplit(":", 1)[1])))
-    sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {served.key}\r\n"
-                 f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
-    time.sleep(1.5)  # generating now (250 tokens take over 5 s here)
-    sock.close()
+    socks = [socket.create_connection(("127.0.0.1", int(served.url.rsplit(":", 1)[1]))) for _ in range(3)]
+    for sock in socks:  # one generates, two wait in the replica's queue
+        sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {served.key}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+    time.sleep(1.5)  # generating now (each 250-token answer takes over 5 s here)
+    for sock in socks:
+        sock.close()
     t0 = time.perf_counter()
     after = client.chat.completions.create(model="cogumi/base", messages=CODE_Q, max_tokens=2)
     assert after.choices[0].message.content
-    assert time.perf_counter() - t0 < 3.0  # the abandoned generation stopped and freed the replica
+    assert time.perf_counter() - t0 < 3.0  # the abandoned generations stopped and freed the replica
 
 
 def test_lm_eval_local_chat_completions(served, monkeypatch):
