@@ -86,8 +86,11 @@ def compare(metric: str, data: str, a: list[float], b: list[float], better: Dire
 
 
 def overall(results: list[PairedResult]) -> str:
-    """``worse`` if any metric got worse, else ``better`` if any got better, else ``equal within noise``."""
+    """``better`` / ``worse`` when every clear change points one way, ``mixed`` when they disagree,
+    else ``equal within noise``."""
     verdicts = {r.verdict for r in results}
+    if {"better", "worse"} <= verdicts:
+        return "mixed"
     if "worse" in verdicts:
         return "worse"
     if "better" in verdicts:

@@ -40,11 +40,18 @@ def final_eval_key(start: ModelConfig, served: CogumiConfig, run: RunDir) -> tup
 
 
 def headline(verdict: str, results: list[PairedResult]) -> str:
-    """One line for the console and the top of the report."""
-    parts = [f"{r.metric} {r.a:.3g} -> {r.b:.3g} ({r.diff:+.3g} [{r.low:+.2g}, {r.high:+.2g}], n={r.n})"
-             for r in results]
-    word = {"better": "BETTER than", "worse": "WORSE than", "equal within noise": "EQUAL WITHIN NOISE to"}[verdict]
-    return f"served system is {word} the starting model on held-out data: " + "; ".join(parts)
+    """One line for the console and the top of the report: the verdict and the metrics that moved."""
+    def fmt(r: PairedResult) -> str:
+        return f"{r.metric} {r.a:.3g} -> {r.b:.3g} ({r.diff:+.3g}, 95% CI [{r.low:+.2g}, {r.high:+.2g}], n={r.n})"
+
+    better = [fmt(r) for r in results if r.verdict == "better"]
+    worse = [fmt(r) for r in results if r.verdict == "worse"]
+    same = sum(r.verdict == "equal within noise" for r in results)
+    word = {"better": "BETTER than", "worse": "WORSE than", "mixed": "MIXED against",
+            "equal within noise": "EQUAL WITHIN NOISE to"}[verdict]
+    parts = ([f"better on {'; '.join(better)}"] if better else []) + ([f"worse on {'; '.join(worse)}"] if worse else [])
+    parts.append(f"{same} of {len(results)} metrics equal within noise")
+    return f"served system vs starting model on held-out data: {word} the start — " + " · ".join(parts)
 
 
 def final_eval_stage(start: ModelConfig, served: CogumiConfig, force: bool = False) -> dict[str, Any]:
@@ -81,7 +88,7 @@ def final_eval_stage(start: ModelConfig, served: CogumiConfig, force: bool = Fal
 
 def render(line: str, results: list[PairedResult], routes: dict[str, int], method: dict[str, str]) -> str:
     """The stage's Markdown: headline, the start-vs-served table, what was compared."""
-    lines = ["# Served system vs starting model", "", f"**{line}**", "",
+    lines = ["# Served system vs starting model", "", line, "",
              TABLE_HEADER.format(a="start", b="served"), *[render_row(r) for r in results], "",
              f"- start: `{method['start']}`; served: base `{method['served_base']}`, adapters `{method['adapters']}`, "
              f"router {method['router']}",

@@ -22,7 +22,8 @@ def test_paired_interval_and_verdicts():
     assert better.verdict == "better" and better.low > 0 and better.a == pytest.approx(1 / 3)
     noisy = compare("acc", "d", [0, 1, 0, 1], [1, 0, 1, 0], "higher")
     assert noisy.verdict == "equal within noise" and noisy.low < 0 < noisy.high
-    assert overall([same, better]) == "better" and overall([better, worse]) == "worse"
+    assert overall([same, better]) == "better" and overall([same, worse]) == "worse"
+    assert overall([better, worse]) == "mixed" and overall([same]) == "equal within noise"
     with pytest.raises(ValueError):
         compare("m", "d", [1.0], [], "lower")
 
@@ -89,3 +90,15 @@ def test_a_training_stage_that_does_no_harm_is_promoted(plan_with_trained, tiny_
     out = plan._promote(cfg, "train", {"skipped": False}, force=False)
     assert out.get("status") != "rejected" and out["headline"].startswith("promoted")
     assert plan.latest_train == "train"
+
+
+def test_final_eval_headline_names_the_verdict_and_what_moved():
+    from cogumi.pipeline.final_eval import headline
+
+    better = compare("math: reference NLL/token", "d", [5.0, 5.2, 5.1], [4.0, 4.3, 4.1], "lower")
+    worse = compare("text: reference NLL/token", "d", [3.0, 3.1, 3.2], [3.3, 3.35, 3.5], "lower")
+    same = compare("code: pass@1 (sandbox)", "d", [0, 1], [1, 0], "higher")
+    line = headline(overall([better, worse, same]), [better, worse, same])
+    assert "MIXED" in line and "better on math" in line and "worse on text" in line
+    assert "1 of 3 metrics equal within noise" in line and "n=3" in line
+    assert "EQUAL WITHIN NOISE" in headline(overall([same]), [same])
