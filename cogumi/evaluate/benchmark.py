@@ -117,6 +117,9 @@ def benchmark_stage(cfg: CogumiConfig, force: bool = False, save_baseline: bool 
     Returns:
         ``{"skipped", "stage", "results"}``.
     """
+    from cogumi.evaluate.sandbox import configure as configure_sandbox
+
+    configure_sandbox(cfg.evaluate.sandbox)  # evaluate.sandbox.require etc. for every program run here
     run = RunDir.open(cfg.run.root, cfg.run.name)
     stage = run.stage(STAGE)
     cfg_hash = benchmark_hash(cfg)

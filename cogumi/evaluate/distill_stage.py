@@ -125,6 +125,9 @@ def distill_stage(cfg: CogumiConfig, force: bool = False) -> dict[str, Any]:
     Returns:
         ``{"skipped", "stage", "summary"}``.
     """
+    from cogumi.evaluate.sandbox import configure as configure_sandbox
+
+    configure_sandbox(cfg.evaluate.sandbox)  # evaluate.sandbox.require etc. for every program run here
     dc = cfg.evaluate.distill
     rows = select(load_prompts(dc.prompts), list(dc.categories), dc.limit, split=dc.split)
     run = RunDir.open(cfg.run.root, cfg.run.name)

@@ -55,6 +55,9 @@ def modifiers_stage(cfg: CogumiConfig, force: bool = False) -> dict[str, Any]:
     Returns:
         ``{"skipped", "stage", "metrics"}``.
     """
+    from cogumi.evaluate.sandbox import configure as configure_sandbox
+
+    configure_sandbox(cfg.evaluate.sandbox)  # evaluate.sandbox.require etc. for every program run here
     import ray
 
     run = RunDir.open(cfg.run.root, cfg.run.name)

@@ -50,6 +50,9 @@ def pipeline_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     keep_serving = cfg.pipeline.serve if serve is None else serve
     address = ray_address or os.environ.get("RAY_ADDRESS")
     plan = PipelinePlan(cfg)  # checks the run directory can be opened before any cluster work
+    from cogumi.evaluate.sandbox import configure as configure_sandbox
+
+    configure_sandbox(cfg.evaluate.sandbox)  # set before Ray starts, so its workers inherit it
     if not ray.is_initialized():
         try:
             # "local": a fresh Ray of this machine, never a cluster some other program left running

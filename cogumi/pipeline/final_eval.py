@@ -64,6 +64,9 @@ def final_eval_stage(start: ModelConfig, served: CogumiConfig, force: bool = Fal
     Returns:
         ``{"skipped", "headline", "verdict", "results"}``.
     """
+    from cogumi.evaluate.sandbox import configure as configure_sandbox
+
+    configure_sandbox(served.evaluate.sandbox)  # evaluate.sandbox.require etc. for every program run here
     run = RunDir.open(served.run.root, served.run.name)
     stage = run.stage(STAGE)
     key = final_eval_key(start, served, run)
