@@ -95,7 +95,8 @@ def render(line: str, results: list[PairedResult], routes: dict[str, int], metho
              TABLE_HEADER.format(a="start", b="served"), *[render_row(r) for r in results], "",
              f"- start: `{method['start']}`; served: base `{method['served_base']}`, adapters `{method['adapters']}`, "
              f"router {method['router']}",
-             f"- routes the served system took on the held-out prompts: {routes or 'none'}",
+             f"- routes the served system took on the held-out prompts: {routes or 'none'} (a difference on prompts "
+             "the base answered comes from the served base model: its training and its compression, not an adapter)",
              "- NLL/token: negative log-likelihood of the reference answer (lower is better); accuracy and pass@1 "
              "from greedy answers checked by exact number match / the tests in the code sandbox (higher is better)",
              "- difference: served minus start, mean over items, with a paired Student-t 95 % interval; "
