@@ -130,6 +130,7 @@ def test_a_pruning_step_that_breaks_the_model_is_rejected_and_the_gguf_comes_fro
     the GGUFs from the unpruned input, and promotes the smallest GGUF that passes."""
     result = _compress(tmp_path, trained_tiny, "compress.prune.mask=unstructured",
                        "compress.prune.attention_sparsity=0.9", "compress.prune.mlp_sparsity=0.9",
+                       "compress.quality.max_ppl_increase=0.002",  # the tiny model is barely trained: +0.4 % here
                        "compress.quantize.enabled=false", "compress.gguf.types=[Q4_K_M,Q5_K_M]")
     assert result.exit_code == 0, result.output
     m = _manifests(tmp_path)
@@ -140,7 +141,7 @@ def test_a_pruning_step_that_breaks_the_model_is_rejected_and_the_gguf_comes_fro
     assert gguf.method["source"] == "input model"
     rows = {a["artifact"]: a for a in gguf.metrics["artifacts"]}
     served = gguf.metrics["served"]
-    assert rows[served]["gate"] == "pass" and rows[served]["ppl"] <= 1.10 * m["compress.baseline"].metrics["ppl"]
+    assert rows[served]["gate"] == "pass" and rows[served]["ppl"] <= 1.002 * m["compress.baseline"].metrics["ppl"]
     # nothing smaller than the served file passed its gate
     assert all(r["gate"] != "pass" for r in rows.values() if r["bytes"] < rows[served]["bytes"])
     # the archive is of the promoted file, and the report says what was rejected
