@@ -80,7 +80,10 @@ def test_windows_and_perplexity_agree_between_transformers_and_llama_cpp(tiny_hf
 
 
 def test_gate_pass_warn_fail():
-    cfg = QualityConfig(max_ppl_increase=0.10)
+    rejected = quality.gate("pruned/", 11.2, 10.0, QualityConfig(max_ppl_increase=0.10))  # default: fallback
+    assert rejected.status == "rejected" and not rejected.usable and "+12.0%" in rejected.reason()
+    quality.enforce([rejected], "prune", "x")  # a rejection never raises: later steps fall back
+    cfg = QualityConfig(max_ppl_increase=0.10, on_fail="fail")
     assert quality.gate("m", 10.9, 10.0, cfg).status == "pass"
     assert quality.gate("m", 11.2, 10.0, QualityConfig(on_fail="warn")).status == "warn"
     failed = quality.gate("w4a16/", 11.2, 10.0, cfg)

@@ -13,8 +13,8 @@ def test_defaults_follow_the_spec():
     assert c.prune.mask == "2:4" and c.prune.nm == (2, 4)
     assert c.quantize.method == "awq" and c.quantize.group_size == 128
     assert c.gguf.types == ["Q5_K_M", "Q4_K_M"] and c.gguf.outtype == "f16"
-    assert c.zstd.level == 10 and c.zstd.dict_size == 128 * 1024 and c.zstd.target == "Q5_K_M"
-    assert c.quality.max_ppl_increase == 0.10 and c.quality.on_fail == "fail"
+    assert c.zstd.level == 10 and c.zstd.dict_size == 128 * 1024 and c.zstd.target == "SERVED"
+    assert c.quality.max_ppl_increase == 0.10 and c.quality.on_fail == "fallback"
 
 
 def test_2_4_mask_fixes_sparsity_and_unstructured_allows_the_spec_split():
