@@ -38,6 +38,13 @@ class FinalEvalConfig(Section):
     code_max_tokens: int = Field(160, ge=1)
     n_threads: int | None = Field(None, ge=1, description="llama.cpp threads (None = the machine's cores)")
 
+    @field_validator("text_items", "math_items", "code_items")
+    @classmethod
+    def _two_or_none(cls, v: int | None) -> int | None:
+        if v == 1:
+            raise ValueError("a 95 % interval needs at least 2 items: use 0 to skip the suite or 2 or more")
+        return v
+
 
 class GateConfig(Section):
     """Promotion of a trained model or an adapter against what it would replace (held-out items)."""

@@ -124,3 +124,11 @@ def test_kuberay_manifests_point_at_real_code():
     module, _, attr = app["import_path"].partition(":")
     assert hasattr(importlib.import_module(module), attr)
     assert (root / app["args"]["config"]).is_file()
+
+
+def test_final_eval_refuses_a_single_item_suite():
+    """One item gives no interval: the config says so instead of a run that reports `None` bounds."""
+    with pytest.raises(ConfigError, match="at least 2 items"):
+        load_config("configs/local.yaml", ["pipeline.final_eval.code_items=1"])
+    cfg = load_config("configs/local.yaml", ["pipeline.final_eval.code_items=0"])
+    assert cfg.pipeline.final_eval.code_items == 0
