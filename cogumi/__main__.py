@@ -1,5 +1,5 @@
 """``python -m cogumi`` = the ``cogumi`` command."""
 
-from cogumi.cli import main
+from cogumi.cli.application import main
 
 main()

@@ -99,7 +99,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except ValidationError as exc:
         text = Path(path).read_text() if path is not None else ""
         where = source + (f" + overrides {overrides}" if overrides else "")
-        raise ConfigError(_describe(exc, text), where,
+        raise ConfigError(describe_validation_error(exc, text), where,
                           "correct the key(s) named above; `cogumi config` prints every key with its default") from None
 
 
@@ -119,7 +119,8 @@ def _apply_override(raw: dict[str, Any], item: str, source: str) -> None:
     node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
 
 
-def _describe(exc: ValidationError, yaml_text: str = "") -> str:
+def describe_validation_error(exc: ValidationError, yaml_text: str = "", what: str = "invalid config") -> str:
+    """One line per failed field: its dotted path, the YAML line when known, what was wrong and the value given."""
     lines = []
     for err in exc.errors():
         loc = ".".join(str(x) for x in err["loc"]) or "<root>"
@@ -132,7 +133,7 @@ def _describe(exc: ValidationError, yaml_text: str = "") -> str:
             got = err.get("input")
             got_s = "" if isinstance(got, dict) else f", got {got!r}"
             lines.append(f"'{loc}'{at}: {err['msg']}{got_s}")
-    return "invalid config: " + "; ".join(lines)
+    return f"{what}: " + "; ".join(lines)
 
 
 def _yaml_line(text: str, loc: tuple) -> int | None:

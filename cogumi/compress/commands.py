@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cogumi.cli import ConfigOpt, SetOpt, _load, console, err_console, user_errors
+from cogumi.cli.options import ConfigOpt, SetOpt, console, err_console, load, user_errors
 
 
 @user_errors
@@ -39,7 +39,7 @@ def compress_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     overrides = list(set_ or [])
     if model:
         overrides.append(f"compress.model={model}")
-    cfg = _load(config, overrides)
+    cfg = load(config, overrides)
     result = run_compress(cfg, force=force, use_ray=not no_ray)
     if json_out:
         console.print_json(json.dumps(result, default=str))
@@ -50,3 +50,8 @@ def compress_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     if skipped:
         err_console.print(f"[dim]unchanged steps reused: {', '.join(skipped)} (use --force to rerun)[/]")
     err_console.print(f"[dim]run folder: {result['run']}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this phase's command to the ``cogumi`` app."""
+    app.command("compress")(compress_cmd)

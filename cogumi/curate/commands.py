@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cogumi.cli import ConfigOpt, SetOpt, _load, console, err_console, user_errors
+from cogumi.cli.options import ConfigOpt, SetOpt, console, err_console, load, user_errors
 from cogumi.errors import CogumiError
 
 
@@ -21,7 +21,7 @@ def curate_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     """Phase 0: teachers generate, the judge scores, rules filter, dedup; writes curated.parquet and a report."""
     from cogumi.curate.stage import curate_stage
 
-    cfg = _load(config, set_)
+    cfg = load(config, set_)
     if ray_address:
         cfg.curate.ray.address = ray_address
     result = curate_stage(cfg, force, notify=lambda m: err_console.print(m, highlight=False))
@@ -64,3 +64,9 @@ def dedup_cmd(input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="
     console.print(f"kept {summary['kept']} of {summary['rows']} rows ({summary['exact']} exact and "
                   f"{summary['near']} near duplicates removed) -> {out}; clusters in {summary['duplicates_report']}",
                   highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this phase's commands to the ``cogumi`` app."""
+    app.command("curate")(curate_cmd)
+    app.command("dedup")(dedup_cmd)

@@ -8,11 +8,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from cogumi.cli import ConfigOpt, SetOpt, _load, console, err_console, user_errors
-
-ForceOpt = Annotated[bool, typer.Option("--force", help="rerun even if the stage is up to date")]
-RayOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster (default: RAY_ADDRESS or local)")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print the results as JSON")]
+from cogumi.cli.options import (
+    ConfigOpt,
+    ForceOpt,
+    JsonOpt,
+    RayAddressOpt,
+    SetOpt,
+    console,
+    err_console,
+    load,
+    user_errors,
+)
 
 
 def _quiet() -> None:
@@ -29,7 +35,7 @@ def benchmark_cmd(config: ConfigOpt = None, set_: SetOpt = None, force: ForceOpt
     from cogumi.evaluate.report import flat_metrics
 
     _quiet()
-    cfg = _load(config, set_)
+    cfg = load(config, set_)
     out = benchmark_stage(cfg, force=force, save_baseline=save_baseline)
     res = out["results"]
     if json_out:
@@ -51,12 +57,12 @@ def compare_cmd(config: ConfigOpt = None, set_: SetOpt = None, force: ForceOpt =
                 label: Annotated[str, typer.Option(help="stage name of this comparison, e.g. compare-1b1")] = "compare",
                 baseline: Annotated[Optional[str], typer.Option(
                     help="label of an earlier comparison to show deltas against")] = None,
-                ray_address: RayOpt = None, json_out: JsonOpt = False) -> None:
+                ray_address: RayAddressOpt = None, json_out: JsonOpt = False) -> None:
     """Phase 1B: student vs reference under a blind, position-swapped judge; decision, cost, failure JSONL."""
     from cogumi.evaluate.compare import compare_stage
 
     _quiet()
-    cfg = _load(config, set_)
+    cfg = load(config, set_)
     if ray_address:
         cfg.evaluate.ray.address = ray_address
     out = compare_stage(cfg, label=label, baseline=baseline, force=force)
@@ -80,12 +86,12 @@ def compare_cmd(config: ConfigOpt = None, set_: SetOpt = None, force: ForceOpt =
 
 @user_errors
 def distill_cmd(config: ConfigOpt = None, set_: SetOpt = None, force: ForceOpt = False,
-                ray_address: RayOpt = None, json_out: JsonOpt = False) -> None:
+                ray_address: RayAddressOpt = None, json_out: JsonOpt = False) -> None:
     """Phase 1C: category-specific self-consistency distillation; training JSONL + agreement statistics."""
     from cogumi.evaluate.distill_stage import distill_stage
 
     _quiet()
-    cfg = _load(config, set_)
+    cfg = load(config, set_)
     if ray_address:
         cfg.evaluate.ray.address = ray_address
     out = distill_stage(cfg, force=force)
@@ -102,3 +108,10 @@ def distill_cmd(config: ConfigOpt = None, set_: SetOpt = None, force: ForceOpt =
         console.print(f"{cat:12s} {s['strategy']:8s} kept {s['kept_prompts']}/{s['prompts']} prompts -> "
                       f"{s['examples']} examples, mean agreement {agree}{acc}, errors {s['errors']}", highlight=False)
     console.print(f"training data: {out['stage']}/distilled.jsonl ({summary['examples']} examples)", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this phase's commands to the ``cogumi`` app."""
+    app.command("benchmark")(benchmark_cmd)
+    app.command("compare")(compare_cmd)
+    app.command("distill")(distill_cmd)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cogumi.cli import ConfigOpt, SetOpt, _load, console, err_console, user_errors
+from cogumi.cli.options import ConfigOpt, SetOpt, console, err_console, load, user_errors
 
 
 @user_errors
@@ -28,7 +28,7 @@ def modifiers_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     from cogumi.modifiers.stage import modifiers_stage
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cfg = _load(config, set_)
+    cfg = load(config, set_)
     if ray_address and not ray.is_initialized():
         ray.init(address=ray_address)
     result = modifiers_stage(cfg, force)
@@ -44,3 +44,8 @@ def modifiers_cmd(config: ConfigOpt = None, set_: SetOpt = None,
                   f"held-out delta {metrics['validation_delta']}", highlight=False)
     for msg in metrics["degraded"]:
         err_console.print(f"degraded: {msg}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this phase's command to the ``cogumi`` app."""
+    app.command("modifiers")(modifiers_cmd)

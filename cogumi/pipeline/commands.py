@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 import yaml
 
-from cogumi.cli import ConfigOpt, SetOpt, _load, console, err_console, user_errors
+from cogumi.cli.options import ConfigOpt, SetOpt, console, err_console, load, user_errors
 from cogumi.errors import CogumiError
 from cogumi.pipeline.stages import RUN_CONFIG
 
@@ -41,7 +41,7 @@ def pipeline_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     from cogumi.pipeline.stages import PipelinePlan
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    cfg = _load(config, set_)
+    cfg = load(config, set_)
     for name in [*(force or []), *(only or [])]:
         if name not in STAGE_NAMES and name != "all":
             raise CogumiError(f"unknown stage '{name}'", "--force/--only", f"choose from {', '.join(STAGE_NAMES)}")
@@ -158,3 +158,8 @@ def _serve(plan, keep_serving: bool, forced: bool) -> None:
     run_server(built.serve, None, on_ready=ready, stop=stop)
     if failure:
         raise failure[0]
+
+
+def register(app: typer.Typer) -> None:
+    """Add this phase's command to the ``cogumi`` app."""
+    app.command("pipeline")(pipeline_cmd)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cogumi.cli import ConfigOpt, SetOpt, _load, console, err_console, user_errors
+from cogumi.cli.options import ConfigOpt, SetOpt, console, err_console, load, user_errors
 
 
 @user_errors
@@ -31,7 +31,7 @@ def router_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     from cogumi.route.stage import router_stage
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cfg = _load(config, set_)
+    cfg = load(config, set_)
     if data:
         cfg.router.data.file, cfg.router.data.source = data, "file"
     if ray_address:
@@ -59,3 +59,8 @@ def router_cmd(config: ConfigOpt = None, set_: SetOpt = None,
                   highlight=False)
     console.print(f"report: {stage_path}/report.md · serve it with "
                   f"--set serve.routing.artifact={stage_path}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this phase's command to the ``cogumi`` app."""
+    app.command("router")(router_cmd)

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cogumi.cli import ConfigOpt, SetOpt, _load, console, user_errors
+from cogumi.cli.options import ConfigOpt, SetOpt, console, load, user_errors
 
 
 @user_errors
@@ -37,7 +37,7 @@ def serve_cmd(config: ConfigOpt = None, set_: SetOpt = None,
         console.print(f"serving run {run}: base {s.base.model}, adapters {s.adapters_dir or 'none'}, router "
                       f"{s.routing.artifact or 'built-in'}", highlight=False)
     else:
-        cfg = _load(config, set_)
+        cfg = load(config, set_)
     updates = {k: v for k, v in {"port": port, "host": host}.items() if v is not None}
     serve_cfg = cfg.serve.model_validate(cfg.serve.model_dump() | updates)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -48,3 +48,8 @@ def serve_cmd(config: ConfigOpt = None, set_: SetOpt = None,
 
     run_server(serve_cfg, ray_address, on_ready=ready)
     console.print("stopped", style="dim")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this phase's command to the ``cogumi`` app."""
+    app.command("serve")(serve_cmd)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cogumi.cli import ConfigOpt, SetOpt, _load, console, err_console, user_errors
+from cogumi.cli.options import ConfigOpt, SetOpt, console, err_console, load, user_errors
 
 
 def _connect(ray_address: str | None) -> None:
@@ -28,7 +28,7 @@ def train_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     from cogumi.train.stage import run_train
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = _load(config, set_)
+    cfg = load(config, set_)
     _connect(ray_address)
     summary = run_train(cfg, force=force)
     if json_out:
@@ -56,7 +56,7 @@ def tune_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     from cogumi.train.tune import run_tune
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = _load(config, set_)
+    cfg = load(config, set_)
     _connect(ray_address)
     summary = run_tune(cfg)
     if json_out:
@@ -66,3 +66,9 @@ def tune_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     console.print(f"{summary['trials']} trials ({summary['search']}, ASHA); best val loss {best['eval_loss']:.4f} "
                   f"with {json.dumps(best['config'])}", highlight=False)
     console.print(f"best adapter: {best['checkpoint']}\nresults: {summary['results']}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this phase's commands to the ``cogumi`` app."""
+    app.command("train")(train_cmd)
+    app.command("tune")(tune_cmd)

@@ -94,3 +94,22 @@ def test_console_script_and_job_file_run_the_same_command():
                          timeout=120)
     assert cli.returncode == 0 and "name: local" in cli.stdout
     assert job.returncode == 0 and "hardware" in job.stdout.lower()
+
+
+def test_an_unexpected_error_exits_1_with_a_hint_and_debug_shows_the_traceback(tmp_path):
+    corrupt = tmp_path / "rows.parquet"
+    corrupt.write_bytes(b"not a parquet file at all")
+    args = ["dedup", str(corrupt), "--out", str(tmp_path / "out.jsonl")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1, res.output
+    assert "unexpected error: ArrowInvalid" in res.output and "--debug" in res.output
+    assert "invalid request" not in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["--debug", *args])
+    assert res.exit_code == 1 and "Traceback (most recent call last)" in res.output
+    assert "pyarrow" in res.output and "unexpected error: ArrowInvalid" in res.output
+
+
+def test_a_validation_error_exits_2_naming_the_field():
+    res = runner.invoke(app, ["generate", "hi", "--backend", "nonsense"])
+    assert res.exit_code == 2, res.output
+    assert "'backend'" in res.output and "nonsense" in res.output and "Traceback" not in res.output

@@ -1,59 +1,24 @@
-"""The ``cogumi`` command line: ``config``, ``models``, ``doctor``, ``generate``.
-
-Each command accepts ``--config FILE`` and repeated ``--set dotted.key=value``.
-User errors (:class:`CogumiError`) print one paragraph and exit with status 2.
-"""
+"""The core commands: ``config``, ``models``, ``doctor``, ``generate``, ``submit``."""
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from cogumi.config import CogumiConfig, dump_config, load_config
+from cogumi.cli.options import ConfigOpt, JsonOpt, SetOpt, console, err_console, load, user_errors
+from cogumi.config import CogumiConfig, dump_config
 from cogumi.errors import CogumiError
 
-app = typer.Typer(help="Cogumi: distil, compress, route and serve a small LLM system on Ray.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-console = Console()
-err_console = Console(stderr=True)
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (default: built-in defaults)")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override, e.g. train.lora.r=32")]
-
-
-def user_errors(fn):
-    """Turn CogumiError (and bad arguments) into a one-paragraph message and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except CogumiError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except ValueError as exc:
-            err_console.print(f"[bold red]error:[/] invalid request: {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-def _load(config: Path | None, overrides: list[str] | None) -> CogumiConfig:
-    return load_config(config, overrides or [])
-
-
-@app.command("config")
 @user_errors
 def config_cmd(config: ConfigOpt = None, set_: SetOpt = None,
                section: Annotated[Optional[str], typer.Argument(help="print only this section")] = None) -> None:
     """Print the resolved configuration (defaults + file + overrides) as YAML."""
-    cfg = _load(config, set_)
+    cfg = load(config, set_)
     if section:
         if section not in CogumiConfig.model_fields:
             raise CogumiError(f"no section '{section}'", "cogumi config",
@@ -67,7 +32,6 @@ def config_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     typer.echo(f"# config hash {cfg.section_hash()[:16]}")
 
 
-@app.command("models")
 @user_errors
 def models_cmd(role: Annotated[Optional[str], typer.Option(help="student, teacher, judge or reference")] = None,
                config: ConfigOpt = None, set_: SetOpt = None,
@@ -77,7 +41,7 @@ def models_cmd(role: Annotated[Optional[str], typer.Option(help="student, teache
     from cogumi.models.registry import list_models
     from cogumi.models.resources import detect_local, estimate_for, plan
 
-    cfg = _load(config, set_)
+    cfg = load(config, set_)
     node = detect_local()
     context, settings = cfg.student.n_ctx, ""
     rows = []
@@ -112,15 +76,14 @@ def models_cmd(role: Annotated[Optional[str], typer.Option(help="student, teache
         console.print(memory_note(settings), highlight=False)
 
 
-@app.command("doctor")
 @user_errors
 def doctor_cmd(config: ConfigOpt = None, set_: SetOpt = None,
                ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="also list the nodes of this Ray cluster")] = None,
-               json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+               json_out: JsonOpt = False) -> None:
     """Check this machine: hardware, packages, the embedded model, and what fits."""
     from cogumi.doctor import run_checks
 
-    cfg = _load(config, set_)
+    cfg = load(config, set_)
     report = run_checks(cfg, ray_address)
     if json_out:
         typer.echo(json.dumps(report, indent=2, default=str))
@@ -132,7 +95,6 @@ def doctor_cmd(config: ConfigOpt = None, set_: SetOpt = None,
         raise typer.Exit(1)
 
 
-@app.command("generate")
 @user_errors
 def generate_cmd(prompt: Annotated[str, typer.Argument(help="the user message")],
                  config: ConfigOpt = None, set_: SetOpt = None,
@@ -145,11 +107,11 @@ def generate_cmd(prompt: Annotated[str, typer.Argument(help="the user message")]
                  temperature: Annotated[Optional[float], typer.Option()] = None,
                  raw: Annotated[bool, typer.Option("--raw", help="plain completion, no chat template")] = False,
                  on_ray: Annotated[bool, typer.Option("--ray", help="run inside a Ray task (local or RAY_ADDRESS)")] = False,
-                 json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+                 json_out: JsonOpt = False) -> None:
     """Answer one prompt through any backend; print text, tokens/s and usage."""
     from cogumi.generate import GenerateRequest, run_generate, run_generate_on_ray
 
-    cfg = _load(config, set_)
+    cfg = load(config, set_)
     if role not in ("student", "judge"):
         raise CogumiError(f"unknown role '{role}'", "--role", "use student or judge")
     mcfg = getattr(cfg, role)
@@ -171,7 +133,6 @@ def generate_cmd(prompt: Annotated[str, typer.Argument(help="the user message")]
                       f"· total {u['total_tokens']} · finish {result['finish_reason']}[/]", highlight=False)
 
 
-@app.command("submit")
 @user_errors
 def submit_cmd(phase: Annotated[str, typer.Argument(help="job to run: a file name in jobs/ without .py")],
                address: Annotated[str, typer.Option(help="Ray dashboard address, e.g. http://head:8265",
@@ -196,46 +157,10 @@ def submit_cmd(phase: Annotated[str, typer.Argument(help="job to run: a file nam
         raise typer.Exit(1)
 
 
-# ---------------------------------------------------------------- phase commands
-# Each phase registers its command(s) here, one import + one registration per line:
-#   from cogumi.<phase>.commands import <name>_cmd  # noqa: E402
-#   app.command("<name>")(<name>_cmd)
-from cogumi.curate.commands import curate_cmd, dedup_cmd  # noqa: E402
-app.command("curate")(curate_cmd)
-app.command("dedup")(dedup_cmd)
-from cogumi.serve.commands import serve_cmd  # noqa: E402
-app.command("serve")(serve_cmd)
-from cogumi.train.commands import train_cmd, tune_cmd  # noqa: E402
-app.command("train")(train_cmd)
-app.command("tune")(tune_cmd)
-from cogumi.compress.commands import compress_cmd  # noqa: E402
-app.command("compress")(compress_cmd)
-from cogumi.route.commands import router_cmd  # noqa: E402
-app.command("router")(router_cmd)
-from cogumi.evaluate.commands import benchmark_cmd, compare_cmd, distill_cmd  # noqa: E402
-app.command("benchmark")(benchmark_cmd)
-app.command("compare")(compare_cmd)
-app.command("distill")(distill_cmd)
-from cogumi.modifiers.commands import modifiers_cmd  # noqa: E402
-app.command("modifiers")(modifiers_cmd)
-from cogumi.pipeline.commands import pipeline_cmd  # noqa: E402
-app.command("pipeline")(pipeline_cmd)
-# (end of phase commands)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    _quiet_libraries()
-    app()
-
-
-def _quiet_libraries() -> None:
-    """Keep library progress bars and advisory warnings out of command output."""
-    import logging
-    import os
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for name in ("transformers", "accelerate", "bitsandbytes"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
+def register(app: typer.Typer) -> None:
+    """Add the core commands to ``app``."""
+    app.command("config")(config_cmd)
+    app.command("models")(models_cmd)
+    app.command("doctor")(doctor_cmd)
+    app.command("generate")(generate_cmd)
+    app.command("submit")(submit_cmd)
