@@ -4,7 +4,7 @@ Usage: python benchmarks/rate_limit.py [--rpm 600] [--seconds 30] [--workers 4] 
 
 A tiny OpenAI-compatible server (uvicorn, fixed answer, records the arrival time
 of every request) runs in this process. Four Ray tasks each send chat requests
-through :class:`cogumi.curate.client.MeteredEndpoint` (the real openai client,
+through :class:`cogumi.endpoints.metered.MeteredEndpoint` (the real openai client,
 no response cache) sharing the named limiter actor. Reported: the achieved rate
 as a fraction of the cap (goal >= 90 %) and the most requests the server saw in
 any window holding 60 requests' worth of the cap (goal: never above 60), and in
@@ -48,9 +48,9 @@ def serve(arrivals: list[float]):
 
 def worker(limiter, base_url: str, seconds: float, idx: int, threads: int = 4) -> int:
     from cogumi.config_base import ModelConfig
-    from cogumi.curate.client import MeteredEndpoint
-    from cogumi.curate.config import RetryConfig
-    from cogumi.curate.limiter import RemoteLimiter
+    from cogumi.endpoints.metered import MeteredEndpoint
+    from cogumi.endpoints.config import RetryConfig
+    from cogumi.endpoints.limiter import RemoteLimiter
     from cogumi.models.inference import SamplingParams
 
     ep = MeteredEndpoint("capped", ModelConfig(backend="openai", base_url=base_url, model="cap"), 0.0, 0.0,
@@ -90,7 +90,7 @@ def main() -> None:
 
     import ray
 
-    from cogumi.curate.limiter import get_limiter
+    from cogumi.endpoints.limiter import get_limiter
 
     arrivals: list[float] = []
     server, url = serve(arrivals)

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cogumi.config_base import ModelConfig, Section
+from cogumi.endpoints.config import RetryConfig
 
 SOURCE_NAMES = ("alpaca-gpt4", "anthropic-hh", "codealpaca", "dolly", "metamathqa", "openorca")
 
@@ -33,15 +34,6 @@ def _spec_categories() -> dict[str, CategorySettings]:
         "science": CategorySettings(temperature=0.0, do_sample=False),  # spec: 'knowledge'
         "conversation": CategorySettings(temperature=0.2, do_sample=True),  # spec: 'instruction'
     }
-
-
-class RetryConfig(Section):
-    """Retries on 429, 5xx, timeouts and malformed bodies: exponential backoff with full jitter."""
-
-    max_attempts: int = Field(6, ge=1, description="attempts per call, the first included")
-    base_s: float = Field(1.0, gt=0.0, description="first backoff ceiling")
-    max_s: float = Field(60.0, gt=0.0, description="backoff ceiling")
-    honour_retry_after: bool = Field(True, description="wait at least the server's Retry-After")
 
 
 class TeacherConfig(Section):

@@ -23,14 +23,14 @@ import pyarrow.parquet as pq
 
 from cogumi.config import CogumiConfig
 from cogumi.config_base import ModelConfig
-from cogumi.curate.cache import ResponseCache
-from cogumi.curate.client import MeteredEndpoint
+from cogumi.endpoints.cache import ResponseCache
+from cogumi.endpoints.metered import MeteredEndpoint
 from cogumi.curate.config import CurateConfig
 from cogumi.curate.dedup.distributed import dedup_dataset, removal_lookup
 from cogumi.curate.dedup.minhash import lsh_params
 from cogumi.curate.filters import FilterStep, token_counter
-from cogumi.curate.judge import JudgeStep
-from cogumi.curate.limiter import RemoteLimiter, get_limiter
+from cogumi.curate.judge import QualityJudgeStep
+from cogumi.endpoints.limiter import RemoteLimiter, get_limiter
 from cogumi.curate.ray_session import init_ray
 from cogumi.curate.reader import check_unique_ids, read_prompts
 from cogumi.curate.report import CurationStats, render_markdown, render_plot
@@ -68,7 +68,7 @@ class FilterUDF:
 
 
 class JudgeUDF:
-    """Ray Data actor: :class:`JudgeStep`."""
+    """Ray Data actor: :class:`QualityJudgeStep`."""
 
     def __init__(self, curate_json: str, judge_json: str, limiter, cache_uri: str):
         cfg = CurateConfig.model_validate_json(curate_json)
@@ -76,7 +76,7 @@ class JudgeUDF:
         endpoint = MeteredEndpoint("judge", ModelConfig.model_validate_json(judge_json), j.price_in_per_mtok,
                                    j.price_out_per_mtok, cfg.retry, RemoteLimiter(limiter, cfg.rate_limits()),
                                    ResponseCache(cache_uri))
-        self.step = JudgeStep(cfg, endpoint)
+        self.step = QualityJudgeStep(cfg, endpoint)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return to_table(self.step(from_table(batch)))

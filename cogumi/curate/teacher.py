@@ -11,9 +11,9 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from cogumi.curate.client import MeteredEndpoint
+from cogumi.endpoints.metered import MeteredEndpoint
 from cogumi.curate.config import CurateConfig, TeacherConfig
-from cogumi.curate.retry import RetriesExhausted
+from cogumi.endpoints.retry import RetriesExhausted
 from cogumi.curate.rows import ERROR, is_ok, mark
 from cogumi.models.inference import SamplingParams
 

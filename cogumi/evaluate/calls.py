@@ -8,13 +8,14 @@ still raise, because no row could succeed.
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable
 
 from cogumi.config_base import ModelConfig
+from cogumi.endpoints.config import RetryConfig
+from cogumi.endpoints.retry import RetriesExhausted, call_with_retries
 from cogumi.errors import ModelLoadError
 from cogumi.models.inference import Message, SamplingParams, make_backend
 
@@ -37,14 +38,16 @@ class Caller:
 
     Args:
         model: which model (a JSON string is accepted, as Ray actors receive it).
-        attempts: tries per call before the row gets an error.
-        backoff_s: sleep before the second try, doubled each time.
+        attempts: tries per call before the row gets an error (transient failures only: an HTTP 4xx
+            other than 408/409/429 is not retried).
+        backoff_s: ceiling of the first backoff, doubled each time (full jitter).
         backend: an already built backend to use instead of ``make_backend(model)``.
     """
 
     def __init__(self, model: ModelConfig | str, attempts: int = 3, backoff_s: float = 0.5, backend: Any = None):
         self.model = ModelConfig.model_validate_json(model) if isinstance(model, str) else model
         self.attempts, self.backoff_s = attempts, backoff_s
+        self.policy = RetryConfig(max_attempts=attempts, base_s=backoff_s, max_s=max(backoff_s * 8, backoff_s))
         self._backend = backend
 
     @property
@@ -54,24 +57,24 @@ class Caller:
         return self._backend
 
     def chat(self, messages: list[Message], params: SamplingParams) -> CallOutcome:
-        """Answer ``messages``; failures after every attempt come back as ``error``."""
+        """Answer ``messages``; failures after every attempt come back as ``error``.
+
+        Retries follow the one policy of :mod:`cogumi.endpoints.retry` (transient failures only,
+        exponential backoff with full jitter from ``backoff_s``).
+        """
         out = CallOutcome(None, None)
-        for attempt in range(self.attempts):
-            out.attempts = attempt + 1
-            try:
-                gen = self.backend.chat(messages, params)
-            except ModelLoadError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - endpoint down, garbage reply, timeout
-                out.error = f"{exc.__class__.__name__}: {str(exc)[:300]}"
-                if attempt + 1 < self.attempts:
-                    time.sleep(self.backoff_s * 2 ** attempt)
-                continue
-            out.text, out.error, out.finish_reason = gen.text, None, gen.finish_reason
-            out.prompt_tokens += gen.usage.prompt_tokens
-            out.completion_tokens += gen.usage.completion_tokens
-            out.latency_s += gen.latency_s
+        try:
+            gen, out.attempts = call_with_retries(lambda: self.backend.chat(messages, params), self.policy)
+        except RetriesExhausted as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ModelLoadError):
+                raise cause from None
+            out.attempts = len(exc.failures)
+            out.error = f"{cause.__class__.__name__}: {str(cause)[:300]}" if cause is not None else str(exc)[:300]
             return out
+        out.text, out.finish_reason = gen.text, gen.finish_reason
+        out.prompt_tokens, out.completion_tokens = gen.usage.prompt_tokens, gen.usage.completion_tokens
+        out.latency_s = gen.latency_s
         return out
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ from cogumi.errors import ArtifactError, CogumiError
 from cogumi.evaluate import rayrun, scoring
 from cogumi.evaluate.calls import AnswerStep
 from cogumi.evaluate.failures import failure_records, to_jsonl
-from cogumi.evaluate.judge import JudgeStep
+from cogumi.evaluate.judge import PairwiseJudgeStep
 from cogumi.evaluate.prompts import digest_rows, load_prompts, select
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def run_compare(cfg: CogumiConfig, rec: StageRecorder, run: RunDir, rows: list[d
                     "parse_attempts": cc.parse_attempts, "structured_output": cc.structured_output,
                     "swap": cc.swap_positions, "attempts": cc.attempts,
                     "threads": rcfg.threads if judge_model.backend == "openai" else 1}
-    judged = rayrun.map_rows(joined, JudgeStep, judge_kwargs, rcfg, local=judge_model.backend != "openai")
+    judged = rayrun.map_rows(joined, PairwiseJudgeStep, judge_kwargs, rcfg, local=judge_model.backend != "openai")
     order = {r["id"]: i for i, r in enumerate(rows)}
     judged.sort(key=lambda r: order[r["id"]])
     items = [r | scoring.outcome(r, cc.margin) for r in judged]

@@ -13,7 +13,6 @@ prompts from ``seed_prompts.jsonl``, the math modifier from the ``train`` split)
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 
 from cogumi.config_base import ModelConfig
 from cogumi.errors import CogumiError
+from cogumi.jsonl import read_jsonl
 from cogumi.models.inference import Message
 
 
@@ -49,7 +49,7 @@ def text_items(limit: int | None = None) -> list[HeldOutItem]:
 def math_items(limit: int | None = None) -> list[HeldOutItem]:
     """The ``heldout`` split of the bundled simple-math set."""
     path = resources.files("cogumi.evaluate") / "data" / "simple_math.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(path)
     rows = [r for r in rows if r.get("split") == "heldout"][:limit]
     return [HeldOutItem("math", r["id"], [{"role": "user", "content": r["prompt"]}], r["answer"], answer=r["answer"])
             for r in rows]

@@ -1,4 +1,7 @@
-"""The blind pairwise judge of Phase 1B.
+"""The answer-comparison (blind pairwise) judge of Phase 1B.
+
+Not the quality-scoring judge of curation (:mod:`cogumi.endpoints.quality_judge`), which
+rates one answer against a rubric.
 
 The judge sees a question and two anonymous answers (A and B) and rates each on
 correctness, completeness, clarity and conciseness (1-10). Each comparison is
@@ -15,7 +18,7 @@ import json
 import re
 from typing import Any
 
-from cogumi.curate.judge import json_objects
+from cogumi.endpoints.replies import json_objects
 from cogumi.evaluate.calls import Caller, parallel_map
 from cogumi.models.inference import SamplingParams
 
@@ -42,12 +45,12 @@ SYSTEM = (
 
 _RATING = {"type": "object", "properties": {c: {"type": "integer", "enum": list(range(1, 11))} for c in CRITERIA},
            "required": list(CRITERIA), "additionalProperties": False}
-VERDICT_SCHEMA = {"type": "json_schema", "json_schema": {"name": "pairwise_verdict", "strict": True, "schema": {
+PAIRWISE_VERDICT_SCHEMA = {"type": "json_schema", "json_schema": {"name": "pairwise_verdict", "strict": True, "schema": {
     "type": "object", "properties": {"answer_a": _RATING, "answer_b": _RATING},
     "required": ["answer_a", "answer_b"], "additionalProperties": False}}}
 
 
-def judge_messages(question: str, answer_a: str, answer_b: str) -> list[dict[str, str]]:
+def pairwise_messages(question: str, answer_a: str, answer_b: str) -> list[dict[str, str]]:
     """The judge's conversation for one ordering of the two answers."""
     return [{"role": "system", "content": SYSTEM},
             {"role": "user", "content": f"QUESTION:\n{question}\n\nANSWER A:\n{answer_a or '(empty)'}\n\n"
@@ -110,7 +113,7 @@ def _from_prose(text: str) -> dict[str, dict[str, int]] | None:
     return sides
 
 
-def parse_verdict(text: str) -> dict[str, dict[str, int]] | None:
+def parse_pairwise_verdict(text: str) -> dict[str, dict[str, int]] | None:
     """``{"a": {criterion: 1-10}, "b": {...}}`` from a judge reply, or None if it holds no full verdict."""
     for candidate in json_objects(text or ""):
         try:
@@ -127,7 +130,7 @@ def mean_score(rating: dict[str, int]) -> float:
     return sum(rating[c] for c in CRITERIA) / len(CRITERIA)
 
 
-class JudgeStep:
+class PairwiseJudgeStep:
     """Judge rows holding ``local_answer`` and ``reference_answer``.
 
     Writes ``judge_pass1`` (local as A) and, with ``swap``, ``judge_pass2`` (reference as A):
@@ -143,12 +146,12 @@ class JudgeStep:
 
     def _params(self, attempt: int) -> SamplingParams:
         return SamplingParams(max_tokens=self.max_tokens, temperature=0.0 if attempt == 0 else 0.7, seed=attempt,
-                              response_format=VERDICT_SCHEMA if self.structured else None)
+                              response_format=PAIRWISE_VERDICT_SCHEMA if self.structured else None)
 
     def _pass(self, row: dict[str, Any], local_first: bool, acct: dict[str, int]) -> dict[str, Any]:
         local, ref = row.get("local_answer") or "", row.get("reference_answer") or ""
         a, b = (local, ref) if local_first else (ref, local)
-        messages = judge_messages(row["prompt"], a, b)
+        messages = pairwise_messages(row["prompt"], a, b)
         reason = "no verdict"
         for attempt in range(self.parse_attempts):
             out = self.caller.chat(messages, self._params(attempt))
@@ -157,7 +160,7 @@ class JudgeStep:
             acct["completion_tokens"] += out.completion_tokens
             if out.error:
                 return {"error": f"judge call failed: {out.error}"}
-            verdict = parse_verdict(out.text or "")
+            verdict = parse_pairwise_verdict(out.text or "")
             if verdict is not None:
                 first, second = verdict["a"], verdict["b"]
                 return {"local": first, "reference": second} if local_first else {"local": second, "reference": first}

@@ -18,6 +18,7 @@ from typing import Any
 from cogumi.config_base import ModelConfig
 from cogumi.errors import CogumiError
 from cogumi.evaluate.config import PerplexityConfig
+from cogumi.jsonl import read_jsonl
 from cogumi.models.inference import InferenceBackend, SamplingParams
 
 
@@ -110,7 +111,7 @@ def read_prompts(path: str | None) -> list[str]:
     """Fixed generation prompts (JSONL of ``{"prompt"}``; default: the bundled ones)."""
     source = Path(path) if path else resources.files("cogumi.evaluate") / "data" / "generation_prompts.jsonl"
     try:
-        rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+        rows = read_jsonl(source)
         return [str(r["prompt"]) for r in rows]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise CogumiError(f"cannot read generation prompts ({exc.__class__.__name__}: {exc})", str(source),

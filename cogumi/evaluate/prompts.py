@@ -23,6 +23,7 @@ from typing import Any
 
 from cogumi.errors import CogumiError
 from cogumi.evaluate.answers import final_number, format_number
+from cogumi.jsonl import parse_jsonl
 
 PROMPT_KEYS = ("prompt", "instruction", "question", "text", "problem")
 CATEGORY_KEYS = ("category", "domain")
@@ -72,7 +73,7 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
         if path.suffix == ".json":
             data = json.loads(text)
             return data if isinstance(data, list) else data.get("prompts", [])
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return parse_jsonl(text, str(path))
     except (OSError, json.JSONDecodeError, ValueError) as exc:
         raise CogumiError(f"cannot read prompts ({exc.__class__.__name__}: {str(exc)[:200]})", str(path),
                           "use JSONL (one object per line), a JSON list or Parquet") from None

@@ -1,6 +1,6 @@
 """The three-tier teacher cascade: cheapest tier first, a prompt moves up only on a failed check.
 
-Each tier is a :class:`~cogumi.curate.client.MeteredEndpoint` (cache, rate limit, retries,
+Each tier is a :class:`~cogumi.endpoints.metered.MeteredEndpoint` (cache, rate limit, retries,
 cost). A tier whose calls fail after all retries is marked *down*: it is skipped for the
 rest of the run and the degradation is recorded. When every tier's answer fails
 verification, the last answering tier's answer is kept flagged ``verified=False`` (or the
@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from collections.abc import Callable
 
-from cogumi.curate.client import MeteredEndpoint
-from cogumi.curate.retry import RetriesExhausted
+from cogumi.endpoints.metered import MeteredEndpoint
+from cogumi.endpoints.retry import RetriesExhausted
 from cogumi.models.inference import SamplingParams
 from cogumi.modifiers.verify import Verdict
 

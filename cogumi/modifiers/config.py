@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cogumi.config_base import ModelConfig, Section
-from cogumi.curate.config import RetryConfig
+from cogumi.endpoints.config import RetryConfig
 from cogumi.route.config import EmbeddingSettings
 
 

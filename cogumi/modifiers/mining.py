@@ -11,9 +11,9 @@ import logging
 from typing import Any
 
 from cogumi.config_base import ModelConfig
-from cogumi.curate.client import MeteredEndpoint
-from cogumi.curate.config import RetryConfig
-from cogumi.curate.limiter import LocalLimiter
+from cogumi.endpoints.metered import MeteredEndpoint
+from cogumi.endpoints.config import RetryConfig
+from cogumi.endpoints.limiter import LocalLimiter
 from cogumi.models.inference import SamplingParams, make_backend
 from cogumi.modifiers.verify import verify
 

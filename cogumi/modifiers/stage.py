@@ -28,9 +28,9 @@ import pyarrow.fs as pafs
 
 from cogumi.artifacts import RunDir, StageRecorder, digest_path
 from cogumi.config import CogumiConfig, ModelConfig
-from cogumi.curate.cache import ResponseCache
-from cogumi.curate.client import MeteredEndpoint
-from cogumi.curate.limiter import LocalLimiter
+from cogumi.endpoints.cache import ResponseCache
+from cogumi.endpoints.metered import MeteredEndpoint
+from cogumi.endpoints.limiter import LocalLimiter
 from cogumi.errors import CogumiError
 from cogumi.modifiers.cascade import Cascade, Tier
 from cogumi.modifiers.clustering import cluster_failures, clusters_markdown

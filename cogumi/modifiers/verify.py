@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cogumi.curate.judge import VERDICT_SCHEMA, judge_messages, parse_verdict, total_score
+from cogumi.endpoints.quality_judge import (
+    QUALITY_VERDICT_SCHEMA,
+    parse_quality_verdict,
+    quality_messages,
+    quality_score,
+)
 from cogumi.evaluate.answers import extract_code, final_number, format_number, numbers_equal
 from cogumi.models.inference import SamplingParams
 
@@ -41,18 +46,18 @@ def check_judge(task: dict[str, Any], answer: str, judge: Any, min_score: float,
     """Score with the LLM judge (curation's rubric, 1-10); passes at ``min_score``.
 
     Args:
-        judge: a :class:`cogumi.curate.client.MeteredEndpoint`.
+        judge: a :class:`cogumi.endpoints.metered.MeteredEndpoint`.
     """
-    messages = judge_messages(task["prompt"], answer)
+    messages = quality_messages(task["prompt"], answer)
     cost = 0.0
     for attempt in range(attempts):
         params = SamplingParams(max_tokens=96, temperature=0.0 if attempt == 0 else 0.7, seed=attempt,
-                                response_format=VERDICT_SCHEMA)
+                                response_format=QUALITY_VERDICT_SCHEMA)
         res = judge.chat(messages, params)
         cost += res.cost_usd
-        verdict = parse_verdict(res.generation.text)
+        verdict = parse_quality_verdict(res.generation.text)
         if verdict is not None:
-            score = total_score(verdict)
+            score = quality_score(verdict)
             return Verdict(score >= min_score, score, f"judge {score:g} (pass at {min_score:g})", cost)
     return Verdict(False, None, "judge verdict unparseable", cost)
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from cogumi.curate.limiter import RemoteLimiter, get_limiter
+from cogumi.endpoints.limiter import RemoteLimiter, get_limiter
 
 pytestmark = pytest.mark.integration
 

@@ -7,11 +7,11 @@ import time
 import pytest
 
 from cogumi.config_base import ModelConfig
-from cogumi.curate.cache import ResponseCache
-from cogumi.curate.client import MeteredEndpoint
-from cogumi.curate.config import RetryConfig
-from cogumi.curate.limiter import LocalLimiter
-from cogumi.curate.retry import RetriesExhausted
+from cogumi.endpoints.cache import ResponseCache
+from cogumi.endpoints.metered import MeteredEndpoint
+from cogumi.endpoints.config import RetryConfig
+from cogumi.endpoints.limiter import LocalLimiter
+from cogumi.endpoints.retry import RetriesExhausted
 from cogumi.models.inference import SamplingParams
 
 MSGS = [{"role": "user", "content": "Name one primary colour."}]

@@ -8,9 +8,14 @@ from collections import Counter
 import pytest
 
 from cogumi.config import CogumiConfig
-from cogumi.curate.cache import ResponseCache, cache_key
+from cogumi.endpoints.cache import ResponseCache, cache_key
 from cogumi.curate.config import CurateConfig, TeacherConfig
-from cogumi.curate.judge import RUBRIC, VERDICT_SCHEMA, parse_verdict, total_score
+from cogumi.endpoints.quality_judge import (
+    QUALITY_RUBRIC,
+    QUALITY_VERDICT_SCHEMA,
+    parse_quality_verdict,
+    quality_score,
+)
 from cogumi.curate.teacher import assign_teacher, sampling_for
 from cogumi.models.inference import Generation, SamplingParams, Usage
 
@@ -26,7 +31,7 @@ GOOD = {"accuracy": 3, "completeness": 2, "coherence": 1, "helpfulness": 2}
     '{"scores": {"x": 1}} then {"accuracy": 3, "completeness": 2, "coherence": 1, "helpfulness": 2}',
 ])
 def test_verdicts_parse_robustly(text):
-    assert parse_verdict(text) == GOOD
+    assert parse_quality_verdict(text) == GOOD
 
 
 @pytest.mark.parametrize("text", [
@@ -35,15 +40,15 @@ def test_verdicts_parse_robustly(text):
     '"coherence": 0.7, "helpfulness": 0.7}', "accuracy: 3.5 completeness: 2 coherence: 1 helpfulness: 2",
 ])
 def test_bad_verdicts_are_none(text):
-    assert parse_verdict(text) is None
+    assert parse_quality_verdict(text) is None
 
 
 def test_rubric_and_schema_match_the_spec():
-    assert RUBRIC == {"accuracy": 3, "completeness": 2, "coherence": 2, "helpfulness": 3}
-    props = VERDICT_SCHEMA["json_schema"]["schema"]["properties"]
+    assert QUALITY_RUBRIC == {"accuracy": 3, "completeness": 2, "coherence": 2, "helpfulness": 3}
+    props = QUALITY_VERDICT_SCHEMA["json_schema"]["schema"]["properties"]
     assert props["accuracy"]["enum"] == [0, 1, 2, 3] and props["coherence"]["enum"] == [0, 1, 2]
-    assert total_score({"accuracy": 3, "completeness": 2, "coherence": 2, "helpfulness": 3}) == 10.0
-    assert total_score(dict.fromkeys(RUBRIC, 0)) == 1.0
+    assert quality_score({"accuracy": 3, "completeness": 2, "coherence": 2, "helpfulness": 3}) == 10.0
+    assert quality_score(dict.fromkeys(QUALITY_RUBRIC, 0)) == 1.0
 
 
 def test_cache_key_depends_on_everything_that_changes_the_answer():
@@ -120,9 +125,9 @@ class _FakeBackend:
 
 def _endpoint(tmp_path, backend, limiter=None, attempts=3):
     from cogumi.config_base import ModelConfig
-    from cogumi.curate.client import MeteredEndpoint
-    from cogumi.curate.config import RetryConfig
-    from cogumi.curate.limiter import LocalLimiter
+    from cogumi.endpoints.metered import MeteredEndpoint
+    from cogumi.endpoints.config import RetryConfig
+    from cogumi.endpoints.limiter import LocalLimiter
 
     lim = limiter or LocalLimiter()
     lim.configure("t", 6000, 10**7)
@@ -134,7 +139,7 @@ def _endpoint(tmp_path, backend, limiter=None, attempts=3):
 
 
 def test_an_answer_is_cached_the_moment_it_arrives(tmp_path):
-    from cogumi.curate.limiter import LocalLimiter
+    from cogumi.endpoints.limiter import LocalLimiter
 
     class DiesAfterTheAnswer(LocalLimiter):
         def settle(self, *args):  # the first thing that touches the answer: the run is killed here
@@ -164,8 +169,8 @@ def test_timed_out_attempts_are_billed_as_an_estimate(tmp_path):
     import httpx
     import openai
 
-    from cogumi.curate.client import estimate_prompt_tokens
-    from cogumi.curate.retry import RetriesExhausted
+    from cogumi.endpoints.metered import estimate_prompt_tokens
+    from cogumi.endpoints.retry import RetriesExhausted
 
     msgs = [{"role": "user", "content": "a question of some length"}]
     timeout = openai.APITimeoutError(request=httpx.Request("POST", "http://x/v1/chat/completions"))

@@ -9,9 +9,9 @@ import httpx
 import openai
 import pytest
 
-from cogumi.curate.config import RetryConfig
-from cogumi.curate.limiter import RateSchedule
-from cogumi.curate.retry import RetriesExhausted, backoff_delay, call_with_retries, classify
+from cogumi.endpoints.config import RetryConfig
+from cogumi.endpoints.limiter import RateSchedule
+from cogumi.endpoints.retry import RetriesExhausted, backoff_delay, call_with_retries, classify
 from cogumi.errors import BackendError
 
 

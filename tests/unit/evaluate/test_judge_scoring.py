@@ -8,7 +8,7 @@ import pytest
 
 from cogumi.config_base import ModelConfig
 from cogumi.evaluate.failures import failure_records
-from cogumi.evaluate.judge import JudgeStep, parse_verdict
+from cogumi.evaluate.judge import PairwiseJudgeStep, parse_pairwise_verdict
 from cogumi.evaluate.scoring import cost_report, decision, outcome, render_markdown, summarise, tally
 from cogumi.schema import normalise_record
 
@@ -22,7 +22,7 @@ def _rating(n):
 def test_parse_verdict_accepts_json_with_fences_and_synonyms():
     text = 'Sure!\n```json\n{"answer_a": {"correctness": 8, "completeness": 7, "clarity": 9, "conciseness": 6},' \
            ' "answer_b": {"accuracy": "5/10", "complete": 5, "coherence": 5, "brevity": 5.0}}\n```'
-    v = parse_verdict(text)
+    v = parse_pairwise_verdict(text)
     assert v["a"] == {"correctness": 8, "completeness": 7, "clarity": 9, "conciseness": 6}
     assert v["b"] == _rating(5)
 
@@ -30,7 +30,7 @@ def test_parse_verdict_accepts_json_with_fences_and_synonyms():
 def test_parse_verdict_reads_prose_with_both_answers():
     text = ("Answer A: correctness 7, completeness 6, clarity 8, conciseness 9.\n"
             "Answer B - correctness: 3, completeness: 4, clarity: 5, conciseness: 2")
-    assert parse_verdict(text) == {"a": {"correctness": 7, "completeness": 6, "clarity": 8, "conciseness": 9},
+    assert parse_pairwise_verdict(text) == {"a": {"correctness": 7, "completeness": 6, "clarity": 8, "conciseness": 9},
                                    "b": {"correctness": 3, "completeness": 4, "clarity": 5, "conciseness": 2}}
 
 
@@ -42,7 +42,7 @@ def test_parse_verdict_reads_prose_with_both_answers():
     "",
 ])
 def test_parse_verdict_rejects_incomplete_or_prose_only(text):
-    assert parse_verdict(text) is None
+    assert parse_pairwise_verdict(text) is None
 
 
 def _row(p1, p2=None, **extra):
@@ -96,7 +96,7 @@ def test_judge_step_swaps_positions_and_maps_scores_back(scripted):
         assert params.response_format is not None
         return json.dumps({"answer_a": _rating(9), "answer_b": _rating(4)})
 
-    step = JudgeStep(ModelConfig(), swap=True)
+    step = PairwiseJudgeStep(ModelConfig(), swap=True)
     step.caller._backend = scripted(reply)
     row = step.one({"id": "1", "category": "code", "prompt": "q", "local_answer": LOCAL, "reference_answer": REF})
     p1, p2 = json.loads(row["judge_pass1"]), json.loads(row["judge_pass2"])
@@ -107,7 +107,7 @@ def test_judge_step_swaps_positions_and_maps_scores_back(scripted):
 
 def test_judge_step_records_prose_judges_as_errors_after_retries(scripted):
     backend = scripted(lambda m, p: "I think both answers are quite good overall.")
-    step = JudgeStep(ModelConfig(), parse_attempts=2, swap=True)
+    step = PairwiseJudgeStep(ModelConfig(), parse_attempts=2, swap=True)
     step.caller._backend = backend
     row = step.one({"id": "1", "category": "math", "prompt": "q", "local_answer": LOCAL, "reference_answer": REF})
     assert len(backend.calls) == 4  # two passes x two asks

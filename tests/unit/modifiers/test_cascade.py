@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from cogumi.config_base import ModelConfig
-from cogumi.curate.client import MeteredEndpoint
-from cogumi.curate.config import RetryConfig
-from cogumi.curate.limiter import LocalLimiter
+from cogumi.endpoints.metered import MeteredEndpoint
+from cogumi.endpoints.config import RetryConfig
+from cogumi.endpoints.limiter import LocalLimiter
 from cogumi.modifiers.cascade import Cascade, Tier
 from cogumi.modifiers.verify import Verdict, verify
 

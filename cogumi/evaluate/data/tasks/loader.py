@@ -6,8 +6,9 @@ files are found wherever the package is installed, without network access.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from cogumi.jsonl import read_jsonl
 
 
 def load(file: str, split: str = "test", only_split: str | None = None, **_metadata):
@@ -18,7 +19,7 @@ def load(file: str, split: str = "test", only_split: str | None = None, **_metad
     import datasets
 
     path = (Path(__file__).parent / file).resolve()
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(path)
     if only_split:
         rows = [r for r in rows if r.get("split") == only_split]
     return datasets.DatasetDict({split: datasets.Dataset.from_list(rows)})

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from cogumi.curate.config import RetryConfig
+from cogumi.endpoints.config import RetryConfig
 
 T = TypeVar("T")
 
@@ -104,7 +104,7 @@ class RetriesExhausted(Exception):
     """All attempts failed; ``failures`` lists what happened each time.
 
     ``unanswered`` and ``estimated_usd`` are set by the caller that bills the attempts
-    (:class:`~cogumi.curate.client.MeteredEndpoint`): a timed-out attempt may still be paid.
+    (:class:`~cogumi.endpoints.metered.MeteredEndpoint`): a timed-out attempt may still be paid.
     """
 
     def __init__(self, failures: list[Failure]):

@@ -3,7 +3,7 @@
 Teachers and the judge both call models through :class:`MeteredEndpoint`, which
 goes through the one inference interface (:func:`cogumi.models.inference.make_backend`)
 with the OpenAI client's own retries switched off (``max_retries=0``) so that
-:mod:`cogumi.curate.retry` owns the policy.
+:mod:`cogumi.endpoints.retry` owns the policy.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import threading
 from dataclasses import dataclass
 
 from cogumi.config_base import ModelConfig
-from cogumi.curate.cache import ResponseCache, cache_key
-from cogumi.curate.config import RetryConfig
-from cogumi.curate.retry import Failure, RetriesExhausted, call_with_retries
+from cogumi.endpoints.cache import ResponseCache, cache_key
+from cogumi.endpoints.config import RetryConfig
+from cogumi.endpoints.retry import Failure, RetriesExhausted, call_with_retries
 from cogumi.errors import BackendError
 from cogumi.models.inference import Generation, Message, SamplingParams, make_backend
 
@@ -61,7 +61,7 @@ class MeteredEndpoint:
         model: where the model is; its ``max_retries`` is forced to 0.
         price_in, price_out: USD per million input / output tokens.
         retry: the retry policy.
-        limiter: a :class:`~cogumi.curate.limiter.LocalLimiter` or ``RemoteLimiter`` (already configured).
+        limiter: a :class:`~cogumi.endpoints.limiter.LocalLimiter` or ``RemoteLimiter`` (already configured).
         cache: the shared response cache (None = no caching).
     """
 
