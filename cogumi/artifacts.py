@@ -21,13 +21,17 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import platform
 import posixpath
 import socket
 import time
 import uuid
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow.fs as pafs
@@ -35,8 +39,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cogumi.errors import ArtifactError
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
 RUN_FILE = "run.json"
+STAGE_PREFIX = "stage:"  # ``stage:<stage>/<output>``: an output of another stage in the same run
 TRACKED_PACKAGES = ("cogumi", "torch", "transformers", "peft", "trl", "ray", "llama_cpp_python",
                     "llmcompressor", "bitsandbytes", "pyarrow", "openai")
 
@@ -58,6 +65,29 @@ def resolve_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     except Exception as exc:  # noqa: BLE001
         raise ArtifactError(f"cannot open filesystem for '{uri}' ({exc})", "run.root",
                             "use a local path or an s3://, gs:// or hdfs:// URI with credentials set") from None
+
+
+def stage_ref(stage: str, output: str) -> str:
+    """The reference ``stage:<stage>/<output>`` to an output of ``stage`` in the current run."""
+    return f"{STAGE_PREFIX}{stage}/{output}"
+
+
+@dataclass(frozen=True)
+class Location:
+    """A file or folder on some filesystem, with the name the user gave it."""
+
+    fs: pafs.FileSystem
+    path: str
+    ref: str
+
+    def exists(self) -> bool:
+        """True when a file or folder is there."""
+        return self.fs.get_file_info(self.path).type != pafs.FileType.NotFound
+
+    def uri(self) -> str:
+        """A string Ray and pyarrow can open again (local path or scheme://path)."""
+        name = self.fs.type_name
+        return self.path if name == "local" else f"{name}://{self.path}"
 
 
 def package_versions() -> dict[str, str]:
@@ -133,6 +163,25 @@ class RunDir:
         """The folder of stage ``name`` in this run."""
         return StageDir(self, name)
 
+    def resolve(self, ref: str, where: str = "config") -> Location:
+        """Where ``ref`` lives: ``stage:<stage>/<output>`` on this run's filesystem, anything else as a path/URI.
+
+        Args:
+            ref: ``stage:<stage>/<output>`` (e.g. ``stage:train/merged``), a local path or a URI.
+            where: the config key that named it (for error messages).
+
+        Raises:
+            ArtifactError: a malformed ``stage:`` reference (empty, or climbing out with ``..``).
+        """
+        if not ref.startswith(STAGE_PREFIX):
+            fs, path = resolve_filesystem(ref)
+            return Location(fs, path, ref)
+        rel = ref[len(STAGE_PREFIX):].strip("/")
+        if not rel or ".." in rel.split("/"):
+            raise ArtifactError(f"bad stage reference '{ref}'", where,
+                                "write stage:<stage>/<output>, e.g. stage:curate/curated.parquet")
+        return Location(self.fs, posixpath.join(self.path, rel), ref)
+
     def stages(self) -> list[str]:
         """Names of stages that have a manifest."""
         sel = pafs.FileSelector(self.path, allow_not_found=True)
@@ -178,12 +227,21 @@ class StageDir:
         manifest = self.manifest()
         return manifest is not None and manifest.status == "finished"
 
-    def digest(self) -> str:
-        """Digest of a finished stage's outputs, for use as another stage's input."""
+    def finished_manifest(self) -> Manifest:
+        """The manifest of a stage that finished.
+
+        Raises:
+            ArtifactError: the stage never ran, is running, or failed.
+        """
         manifest = self.manifest()
         if manifest is None or manifest.status != "finished":
             raise ArtifactError(f"stage '{self.name}' has not finished", self.path,
                                 f"run the '{self.name}' stage first")
+        return manifest
+
+    def digest(self) -> str:
+        """Digest of a finished stage's outputs, for use as another stage's input."""
+        manifest = self.finished_manifest()
         return hashlib.sha256(json.dumps(manifest.outputs, sort_keys=True).encode()).hexdigest()
 
     def can_skip(self, config_hash: str, inputs: dict[str, str] | None = None) -> bool:
@@ -248,7 +306,7 @@ class StageRecorder:
                 f"wait for it to finish, or stop it (kill {old.pid}) and run again")
         return f"the previous run (pid {old.pid}, started {old.started_at}) was killed; {self.resume_note}"
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         m = self.manifest
         m.metrics, m.method = self.metrics, self.method
         m.ended_at, m.duration_s = _now(), round(time.time() - self._t0, 3)
@@ -321,28 +379,100 @@ def digest_file(fs: pafs.FileSystem, path: str) -> str:
     return h.hexdigest()
 
 
-def digest_tree(fs: pafs.FileSystem, path: str, exclude: set[str] = frozenset()) -> dict[str, str]:
-    """``{relative path: sha256}`` for every file under ``path`` (or for ``path`` itself)."""
+def digest_tree(fs: pafs.FileSystem, path: str, exclude: AbstractSet[str] = frozenset(),
+                cache: DigestCache | None = None) -> dict[str, str]:
+    """``{relative path: sha256}`` for every file under ``path`` (or for ``path`` itself).
+
+    Args:
+        cache: reuse digests of files whose (path, size, mtime) did not change (see :class:`DigestCache`).
+    """
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.File:
-        return {posixpath.basename(path): digest_file(fs, path)}
-    if info.type != pafs.FileType.Directory:
+        items, base = [info], posixpath.dirname(path)
+    elif info.type == pafs.FileType.Directory:
+        items, base = fs.get_file_info(pafs.FileSelector(path, recursive=True)), path
+    else:
         return {}
     out = {}
-    for item in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
-        rel = posixpath.relpath(item.path, path)
+    for item in items:
+        rel = posixpath.relpath(item.path, base)
         if item.type == pafs.FileType.File and rel not in exclude:
-            out[rel] = digest_file(fs, item.path)
+            out[rel] = cache.digest(fs, item) if cache is not None else digest_file(fs, item.path)
+    if cache is not None:
+        cache.save()
     return dict(sorted(out.items()))
 
 
 def digest_path(uri: str) -> str:
-    """One digest for a file or folder given as a local path or URI (a stage input)."""
+    """One content digest for a file or folder given as a local path or URI (a stage input, a model's weights).
+
+    Every file is read (SHA-256) the first time; later calls reuse a file's digest while its
+    size and modification time are unchanged (a sidecar in the cache folder), so a rerun
+    over unchanged multi-GB weights is cheap and retrained weights at the same path are seen.
+    """
     fs, path = resolve_filesystem(uri)
-    tree = digest_tree(fs, path)
+    tree = digest_tree(fs, path, cache=DigestCache.for_tree(fs, path))
     if not tree:
         raise ArtifactError(f"input '{uri}' does not exist or is empty", uri, "check the path")
     return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()
+
+
+def cache_root() -> Path:
+    """Cogumi's cache folder (``$COGUMI_CACHE`` or ``~/.cache/cogumi``)."""
+    return Path(os.environ.get("COGUMI_CACHE", Path.home() / ".cache" / "cogumi"))
+
+
+class DigestCache:
+    """File digests keyed by (filesystem, path, size, mtime), kept in one small JSON sidecar per tree.
+
+    The sidecar lives in the cache folder (never beside the files: a model folder's own
+    digest must not change because it was digested). A file whose size or mtime changed,
+    or whose filesystem reports no mtime, is read again. An unwritable cache only costs
+    time: it is logged, never fatal.
+    """
+
+    def __init__(self, sidecar: Path):
+        self.sidecar = sidecar
+        self.entries: dict[str, list[Any]] = {}
+        self.dirty = False
+        try:
+            loaded = json.loads(sidecar.read_text())
+            self.entries = loaded if isinstance(loaded, dict) else {}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as exc:
+            log.warning("digest cache %s unreadable (%s); digesting every file again", sidecar, exc)
+
+    @classmethod
+    def for_tree(cls, fs: pafs.FileSystem, path: str) -> DigestCache:
+        """The cache of the file or folder ``path`` on ``fs``."""
+        key = hashlib.sha256(f"{fs.type_name}:{path}".encode()).hexdigest()[:32]
+        return cls(cache_root() / "digests" / f"{key}.json")
+
+    def digest(self, fs: pafs.FileSystem, info: pafs.FileInfo) -> str:
+        """SHA-256 of the file ``info`` describes, read only when its size or mtime changed."""
+        stamp = [info.size, info.mtime_ns]
+        entry = self.entries.get(info.path)
+        if info.mtime_ns is not None and entry and entry[:2] == stamp:
+            return str(entry[2])
+        sha = digest_file(fs, info.path)
+        if info.mtime_ns is not None:
+            self.entries[info.path], self.dirty = [*stamp, sha], True
+        return sha
+
+    def save(self) -> None:
+        """Write the sidecar when something changed (atomically; a failure is logged)."""
+        if not self.dirty:
+            return
+        try:
+            self.sidecar.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.sidecar.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.entries))
+            os.replace(tmp, self.sidecar)
+            self.dirty = False
+        except OSError as exc:
+            log.warning("cannot write the digest cache %s (%s); the next run digests these files again",
+                        self.sidecar, exc)
 
 
 def _exists(fs: pafs.FileSystem, path: str) -> bool:

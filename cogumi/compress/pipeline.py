@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from cogumi.artifacts import RunDir, digest_path
+from cogumi.artifacts import STAGE_PREFIX, RunDir, digest_path
 from cogumi.compress import steps
 from cogumi.compress.errors import CompressError
 from cogumi.compress.report import bar_chart, size_rows, to_markdown
@@ -40,32 +40,24 @@ STEP_SETTINGS = {
 }
 
 
-STAGE_PREFIX = "stage:"
-
-
-def resolve_refs(cfg: CogumiConfig, root: str) -> CogumiConfig:
-    """A copy of ``cfg`` whose ``stage:<stage>/<path>`` references are local paths in this run.
+def resolve_refs(cfg: CogumiConfig, run: RunDir) -> CogumiConfig:
+    """A copy of ``cfg`` whose ``stage:<stage>/<path>`` references name their files in ``run``.
 
     Applies to ``compress.model``, ``calibration.data``, ``quality.eval_data`` and ``gguf.adapters``
-    (e.g. ``stage:train/merged``, ``stage:curate/curated.parquet``).
+    (e.g. ``stage:train/merged``, ``stage:curate/curated.parquet``); each becomes a location on the
+    run's filesystem (a local path, or a URI such as ``s3://bucket/run/train/merged``).
     """
-    run_path = Path(root) / cfg.run.name
-
-    def local(ref: str | None) -> str | None:
+    def located(ref: str | None) -> str | None:
         if ref is None or not ref.startswith(STAGE_PREFIX):
-            return ref
-        rel = ref[len(STAGE_PREFIX):].strip("/")
-        if not rel or ".." in rel.split("/"):
-            raise CompressError(f"bad stage reference '{ref}'", "compress config",
-                                "write stage:<stage>/<path>, e.g. stage:train/merged")
-        return str(run_path / rel)
+            return ref  # a path, hub id or data-set name: used as written
+        return run.resolve(ref, "compress config").uri()
 
     c = cfg.compress
     new = c.model_copy(update={
-        "model": local(c.model),
-        "calibration": c.calibration.model_copy(update={"data": local(c.calibration.data)}),
-        "quality": c.quality.model_copy(update={"eval_data": local(c.quality.eval_data)}),
-        "gguf": c.gguf.model_copy(update={"adapters": [local(a) for a in c.gguf.adapters]}),
+        "model": located(c.model),
+        "calibration": c.calibration.model_copy(update={"data": located(c.calibration.data)}),
+        "quality": c.quality.model_copy(update={"eval_data": located(c.quality.eval_data)}),
+        "gguf": c.gguf.model_copy(update={"adapters": [located(a) for a in c.gguf.adapters]}),
     })
     return cfg.model_copy(update={"compress": new})
 
@@ -128,10 +120,10 @@ def execute_step(step: str, cfg: CogumiConfig, model_dir: str, model_digest: str
     config_hash, inputs = step_hash(cfg, step), step_inputs(run, cfg, step, model_digest)
     if not force and stage.can_skip(config_hash, inputs):
         log.info("compress %s: unchanged, skipped (manifest %s)", step, stage.file("manifest.json"))
-        return {"step": step, "skipped": True, **stage.manifest().metrics}
+        return {"step": step, "skipped": True, **stage.finished_manifest().metrics}
     env = steps.StepEnv(cfg.compress, run, Path(model_dir))
     if step != "baseline":
-        env.baseline_ppl = run.stage(steps.stage_name("baseline")).manifest().metrics["ppl"]
+        env.baseline_ppl = run.stage(steps.stage_name("baseline")).finished_manifest().metrics["ppl"]
     with stage.begin(config_hash, inputs) as rec:
         if step == "report":
             write_report(run, cfg, rec)
@@ -142,8 +134,8 @@ def execute_step(step: str, cfg: CogumiConfig, model_dir: str, model_digest: str
 
 def write_report(run: RunDir, cfg: CogumiConfig, rec: Any) -> None:
     """Size/quality table (JSON, Markdown, PNG) from the finished steps' manifests."""
-    metrics = {s: run.stage(steps.stage_name(s)).manifest().metrics for s in enabled_steps(cfg) if s != "report"}
-    methods = {s: run.stage(steps.stage_name(s)).manifest().method for s in metrics}
+    metrics = {s: run.stage(steps.stage_name(s)).finished_manifest().metrics for s in enabled_steps(cfg) if s != "report"}
+    methods = {s: run.stage(steps.stage_name(s)).finished_manifest().method for s in metrics}
     rows = size_rows(metrics)
     served = metrics.get("gguf", {}).get("served")
     for row in rows:
@@ -205,7 +197,7 @@ def run_compress(cfg: CogumiConfig, *, force: bool = False, use_ray: bool = True
         CogumiError: a step failed (bad input, quality gate, round trip); earlier steps stay finished.
     """
     root = _check_local(cfg)
-    cfg = resolve_refs(cfg, root)
+    cfg = resolve_refs(cfg, RunDir.open(root, cfg.run.name))
     model_dir = resolve_model(cfg)
     model_digest = digest_path(str(model_dir))
     results: dict[str, Any] = {}

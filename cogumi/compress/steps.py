@@ -34,6 +34,14 @@ def stage_name(step: str) -> str:
     return f"compress.{step}"
 
 
+GGUF_STAGE = stage_name("gguf")  # holds the GGUFs; its manifest's metrics["served"] names the promoted one
+
+
+def gguf_name(qtype: str) -> str:
+    """File name of the GGUF of type ``qtype`` (``f16``, ``Q5_K_M``...) in the gguf stage: ``model-q5_k_m.gguf``."""
+    return f"model-{qtype.lower()}.gguf"
+
+
 @dataclass
 class StepEnv:
     """What every step needs: settings, the run, the input model and the baseline perplexity."""
@@ -203,7 +211,7 @@ def gguf(env: StepEnv, rec: StageRecorder) -> None:
                                    str(env.stage_path("gguf")), "relax compress.quality.max_ppl_increase or "
                                    "add a gentler type to compress.gguf.fallback_types")
         tok, prompts = env.tokenizer(), _check_prompts(env)
-        adapters = _export_adapters(env, rec, src, hf_model, tok, prompts, f"model-{cfg.outtype}.gguf")
+        adapters = _export_adapters(env, rec, src, hf_model, tok, prompts, gguf_name(cfg.outtype))
         del hf_model
     rec.metrics["served"] = served
     rec.method["served"] = f"{served} (smallest GGUF that passed the gate)"
@@ -223,7 +231,7 @@ def _gguf_candidates(env: StepEnv, rec: StageRecorder, src: Path, fallback: bool
     from cogumi.compress.gguf_export import export_gguf
 
     cfg = env.cfg.gguf
-    f16_name = f"model-{cfg.outtype}.gguf"
+    f16_name = gguf_name(cfg.outtype)
     exported = export_gguf(src, rec.path(f16_name), outtype=cfg.outtype, tokenizer_pre=cfg.tokenizer_pre,
                            name=env.model_dir.name)
     rec.method.update(export=f"cogumi gguf exporter ({exported.architecture} -> {exported.gguf_arch}, "
@@ -257,14 +265,14 @@ def _gguf_candidates(env: StepEnv, rec: StageRecorder, src: Path, fallback: bool
     f16_usable = candidate(f16_name, cfg.outtype.upper())[1]
     passing = {}
     for qtype in cfg.types:
-        size, ok = candidate(f"model-{qtype.lower()}.gguf", qtype)
+        size, ok = candidate(gguf_name(qtype), qtype)
         if ok:
-            passing[f"model-{qtype.lower()}.gguf"] = size
+            passing[gguf_name(qtype)] = size
     if not passing and fallback:
         for qtype in (t for t in cfg.fallback_types if t not in cfg.types):
-            size, ok = candidate(f"model-{qtype.lower()}.gguf", qtype)
+            size, ok = candidate(gguf_name(qtype), qtype)
             if ok:
-                passing[f"model-{qtype.lower()}.gguf"] = size
+                passing[gguf_name(qtype)] = size
                 break
     if passing:
         return hf_model, min(passing, key=passing.__getitem__)
@@ -316,7 +324,7 @@ def zstd(env: StepEnv, rec: StageRecorder) -> None:
     from cogumi.compress.archive import SUFFIX, pack, unpack
 
     cfg = env.cfg.zstd
-    name = served_gguf_name(env.run) if cfg.target == "SERVED" else f"model-{cfg.target.lower()}.gguf"
+    name = served_gguf_name(env.run) if cfg.target == "SERVED" else gguf_name(cfg.target)
     src = env.stage_path("gguf", name)
     if not src.is_file():
         raise CompressError(f"the gguf step has no {name} to archive", str(src), "run the gguf step first")

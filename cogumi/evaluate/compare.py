@@ -32,6 +32,7 @@ from cogumi.evaluate.judge import PairwiseJudgeStep
 from cogumi.evaluate.prompts import digest_rows, load_prompts, select
 
 log = logging.getLogger(__name__)
+FAILURES = "failures.jsonl"  # output: the losses and ties as training rows (Phase 1B.3 trains on it)
 REFERENCE_STAGE = "compare-reference"
 
 
@@ -218,7 +219,7 @@ def _write(rec: StageRecorder, items: list[dict[str, Any]], results: dict[str, A
         rec.write_json(f"intermediate/{cat}_intermediate.json",
                        {"category": cat, **tally, "items": [i for i in slim if i["category"] == cat]})
     failures = failure_records(items, label)
-    rec.write_text("failures.jsonl", to_jsonl([r for recs in failures.values() for r in recs]))
+    rec.write_text(FAILURES, to_jsonl([r for recs in failures.values() for r in recs]))
     for cat, records in failures.items():
         rec.write_text(f"failures/{cat}_failures_from_benchmark.jsonl", to_jsonl(records))
     rec.write_text("report.md", scoring.render_markdown(summary, decision, cost, label, baseline, baseline_label,

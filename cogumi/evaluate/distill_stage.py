@@ -21,6 +21,7 @@ from cogumi.evaluate.failures import to_jsonl
 from cogumi.evaluate.prompts import digest_rows, load_prompts, select
 
 STAGE = "distill"
+DISTILLED = "distilled.jsonl"  # output: the training rows (Phase 1C trains on it)
 SAMPLE_KEYS = ("id", "category", "prompt", "answer", "strategy", "samples", "keys", "majority", "agreement",
                "verified", "decision", "error")
 
@@ -105,7 +106,7 @@ def run_distill(cfg: CogumiConfig, rec: StageRecorder, rows: list[dict[str, Any]
     done.sort(key=lambda r: order[r["id"]])
     train = training_rows(done, cfg)
     stats = agreement_stats(done)
-    rec.write_text("distilled.jsonl", to_jsonl(train))
+    rec.write_text(DISTILLED, to_jsonl(train))
     rec.write_text("samples.jsonl", to_jsonl([{k: r.get(k) for k in SAMPLE_KEYS} for r in done]))
     rec.write_json("stats.json", stats)
     rec.write_text("report.md", render_markdown(stats, len(train), cfg))

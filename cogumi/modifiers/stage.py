@@ -40,6 +40,7 @@ from cogumi.modifiers.tasks import PACKAGED_TASKS, check_task, load_tasks, split
 from cogumi.modifiers.verify import verify
 
 log = logging.getLogger(__name__)
+ADAPTERS = "adapters"  # output: adapters/<domain>/ of every promoted adapter (what serving reads)
 STAGE = "modifiers"
 
 
@@ -253,7 +254,7 @@ def _promote_adapter(mc: Any, rec: StageRecorder, domain: str, kind: str, base: 
     validation["gate"] = {"promoted": promoted, "why": why, "likelihood": results}
     if not promoted:
         rec.fs.create_dir(rec.path("rejected"), recursive=True)
-        rec.fs.move(rec.path(f"adapters/{domain}"), rec.path(f"rejected/{domain}"))
+        rec.fs.move(rec.path(f"{ADAPTERS}/{domain}"), rec.path(f"rejected/{domain}"))
         adapter["path"] = rec.path(f"rejected/{domain}")
         degraded.append(f"{domain}: adapter rejected by its gate ({why}); not served")
     return promoted
@@ -293,14 +294,14 @@ def _train_export(cfg: CogumiConfig, rec: StageRecorder, run: RunDir, domain: st
                           "check the training logs under the stage's ray/ folder")
     out: dict[str, Any] = {"rank": tc.lora.r, "alpha": tc.lora.alpha, "examples": len(examples),
                            "steps": summary.get("global_step"), "peft_local": str(peft_dir),
-                           "path": rec.stage.file(f"adapters/{domain}")}
+                           "path": rec.stage.file(f"{ADAPTERS}/{domain}")}
     if mc.adapter.export_gguf:
         out["gguf"] = export_gguf(str(peft_dir), model_location, str(peft_dir / "adapter.gguf"))
         out["gguf_local"] = str(peft_dir / "adapter.gguf")
     else:
         degraded.append(f"{domain}: GGUF LoRA export off (modifiers.adapter.export_gguf=false)")
-    run.fs.create_dir(rec.path(f"adapters/{domain}"), recursive=True)
-    pafs.copy_files(str(peft_dir), rec.path(f"adapters/{domain}"), source_filesystem=pafs.LocalFileSystem(),
+    run.fs.create_dir(rec.path(f"{ADAPTERS}/{domain}"), recursive=True)
+    pafs.copy_files(str(peft_dir), rec.path(f"{ADAPTERS}/{domain}"), source_filesystem=pafs.LocalFileSystem(),
                     destination_filesystem=run.fs)
     return out
 

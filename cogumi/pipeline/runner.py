@@ -1,7 +1,8 @@
 """Run stages in order with progress, skipping finished ones and stopping at the first failure.
 
-Each stage is a plain function ``(cfg, force) -> summary`` owned by its phase; it
-decides skip/resume from its own manifest and returns ``{"skipped": bool, ...}``.
+Each stage is a plain function ``(cfg, force) -> StageResult`` wrapping its phase's entry
+function; the phase decides skip/resume from its own manifest (see
+:class:`~cogumi.pipeline.contracts.StageResult`).
 The runner only sequences them, shows progress, times them and reports.
 
 Progress is printed as plain lines (one when a stage starts, one when it ends, and a
@@ -24,21 +25,12 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from cogumi.config import CogumiConfig
 from cogumi.errors import CogumiError
+from cogumi.pipeline.contracts import STATUSES, StageResult
 
-StageFn = Callable[[CogumiConfig, bool], dict[str, Any]]
+__all__ = ["STATUSES", "PipelineStage", "StageOutcome", "StageResult", "run_stages"]
+
+StageFn = Callable[[CogumiConfig, bool], StageResult]
 GateFn = Callable[[CogumiConfig], tuple[bool, str]]
-
-#: Every status a stage can have, with what it means: the pipeline summary, pipeline.md/json and
-#: the run report all use these words.
-STATUSES = {
-    "ran": "ran and wrote new outputs",
-    "skipped": "up to date: its manifest matched, nothing ran",
-    "gated": "not needed in this run (the note says why)",
-    "degraded": "finished, but with a fallback (the note says which)",
-    "rejected": "ran, but a quality gate rejected its output",
-    "failed": "stopped with an error",
-    "unfinished": "started and never finished (interrupted)",
-}
 HEARTBEAT_S = 60.0
 MARKS = {"ran": "✓", "skipped": "✓", "degraded": "⚠", "rejected": "⚠", "gated": "·", "failed": "✗"}
 
@@ -67,19 +59,7 @@ class StageOutcome:
     seconds: float
     detail: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-def stage_status(summary: dict[str, Any]) -> str:
-    """The status of a stage that returned ``summary``: skipped, degraded, rejected or ran.
-
-    A stage may name its status (``summary["status"]``, e.g. ``rejected``); otherwise a
-    ``degraded`` note makes it degraded.
-    """
-    if summary.get("skipped"):
-        return "skipped"
-    if summary.get("status") in STATUSES:
-        return summary["status"]
-    return "degraded" if summary.get("degraded") else "ran"
+    result: StageResult | None = None
 
 
 def manifest_status(manifest: Any) -> str:
@@ -134,15 +114,17 @@ def run_stages(cfg: CogumiConfig, stages: list[PipelineStage], force: set[str] |
             forced = stage.name in force or "all" in force or upstream_ran
             try:
                 with _heartbeat(console, stage.name, heartbeat_s, enabled=not console.is_terminal):
-                    summary = stage.run(cfg, forced) or {}
+                    result = stage.run(cfg, forced)
             except CogumiError as exc:
                 outcomes.append(StageOutcome(stage.name, "failed", time.perf_counter() - t0, str(exc)))
                 _say(console, end_line(outcomes[-1]))
                 raise type(exc)(f"stage '{stage.name}' failed: {exc.what}", exc.where, exc.fix) from None
-            status = stage_status(summary)
+            if not isinstance(result, StageResult):
+                raise TypeError(f"stage '{stage.name}' returned {type(result).__name__}, not a StageResult")
+            status = result.final_status()
             upstream_ran = upstream_ran or status != "skipped"
-            detail = summary.get("degraded") or ""
-            outcomes.append(StageOutcome(stage.name, status, time.perf_counter() - t0, detail, summary))
+            outcomes.append(StageOutcome(stage.name, status, time.perf_counter() - t0, result.degraded,
+                                         result.summary, result))
             _say(console, end_line(outcomes[-1]))
             advance()
     return outcomes
@@ -162,7 +144,7 @@ def end_line(o: StageOutcome) -> str:
 
 def note(o: StageOutcome) -> str:
     """What is said beside a stage's status everywhere: its key figure and its gate/fallback/error note."""
-    figure = key_figure(o.name, o.summary)
+    figure = o.result.headline if o.result is not None and o.result.headline else key_figure(o.name, o.summary)
     return " · ".join(n for n in (figure, o.detail if o.detail not in figure else "") if n)
 
 

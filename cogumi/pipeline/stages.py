@@ -16,10 +16,11 @@ import os
 import posixpath
 from typing import Any
 
-from cogumi.artifacts import RunDir
+from cogumi.artifacts import RunDir, stage_ref
 from cogumi.config import CogumiConfig, ModelConfig
-from cogumi.errors import CogumiError
+from cogumi.errors import ArtifactError, CogumiError
 from cogumi.pipeline.config import FollowUpTraining
+from cogumi.pipeline.contracts import StageResult
 from cogumi.pipeline.runner import PipelineStage
 
 TRAIN_STAGES = ("train-1c", "train-1b", "train")  # newest first
@@ -30,21 +31,23 @@ WHEN_RANK = {"always": 0, "optional": 1, "required": 2, "never": 99}
 # ---------------------------------------------------------------- pure derivation
 
 
-def run_location(cfg: CogumiConfig) -> str:
-    """The run folder as later stages must name it: absolute for local roots (Ray workers have another cwd)."""
-    root = cfg.run.root if "://" in cfg.run.root else os.path.abspath(cfg.run.root)
-    return posixpath.join(root, cfg.run.name)
+def output(run: RunDir, stage: str, name: str) -> str:
+    """Where output ``name`` of ``stage`` lives in ``run``: a local path or a URI on the run's filesystem."""
+    return run.resolve(stage_ref(stage, name)).uri()
 
 
-def merged_dir(cfg: CogumiConfig, train_stage: str) -> str:
+def merged_dir(run: RunDir, train_stage: str) -> str:
     """Where a training stage of this run writes its merged HF model."""
-    return posixpath.join(run_location(cfg), train_stage, "merged")
+    from cogumi.train.outputs import MERGED
+
+    return output(run, train_stage, MERGED)
 
 
-def trained_student(cfg: CogumiConfig, train_stage: str) -> ModelConfig:
+def trained_student(cfg: CogumiConfig, run: RunDir, train_stage: str) -> ModelConfig:
     """The student after ``train_stage``: its merged model through the transformers backend."""
-    return ModelConfig(backend="transformers", model=merged_dir(cfg, train_stage), n_ctx=cfg.student.n_ctx,
-                       device=cfg.student.device, timeout_s=cfg.student.timeout_s)
+    return ModelConfig.model_validate({"backend": "transformers", "model": merged_dir(run, train_stage),
+                                       "n_ctx": cfg.student.n_ctx, "device": cfg.student.device,
+                                       "timeout_s": cfg.student.timeout_s})
 
 
 def train_config(cfg: CogumiConfig) -> CogumiConfig:
@@ -55,7 +58,9 @@ def train_config(cfg: CogumiConfig) -> CogumiConfig:
 def followup_train_config(cfg: CogumiConfig, stage: str, data: str, previous: str,
                           follow: FollowUpTraining) -> CogumiConfig:
     """Phase 1B/1C: continue ``previous``'s adapter on ``data`` at the follow-up learning rate."""
-    update: dict[str, Any] = {"stage": stage, "data": data, "init_adapter": f"stage:{previous}/adapter",
+    from cogumi.train.outputs import ADAPTER
+
+    update: dict[str, Any] = {"stage": stage, "data": data, "init_adapter": stage_ref(previous, ADAPTER),
                               "learning_rate": follow.learning_rate, "warmup_ratio": follow.warmup_ratio,
                               "merge": True}
     if follow.max_steps is not None:
@@ -68,28 +73,28 @@ def with_student(cfg: CogumiConfig, student: ModelConfig) -> CogumiConfig:
     return cfg.model_copy(update={"student": student})
 
 
-def compress_config(cfg: CogumiConfig, train_stage: str | None) -> CogumiConfig:
+def compress_config(cfg: CogumiConfig, run: RunDir, train_stage: str | None) -> CogumiConfig:
     """Compress the latest merged model (the configured ``compress.model`` when nothing was trained)."""
     if train_stage is None or cfg.compress.model is not None:
         return cfg
     return cfg.model_copy(update={"compress": cfg.compress.model_copy(
-        update={"model": merged_dir(cfg, train_stage)})})
+        update={"model": merged_dir(run, train_stage)})})
 
 
-def modifiers_config(cfg: CogumiConfig, train_stage: str | None) -> CogumiConfig:
+def modifiers_config(cfg: CogumiConfig, run: RunDir, train_stage: str | None) -> CogumiConfig:
     """Modifiers mine and train on the latest trained student (unless ``modifiers.base`` names one)."""
     if train_stage is None:
         return cfg
-    student = trained_student(cfg, train_stage)
+    student = trained_student(cfg, run, train_stage)
     mods = cfg.modifiers if cfg.modifiers.base else cfg.modifiers.model_copy(update={"base": student})
     return cfg.model_copy(update={"student": student, "modifiers": mods})
 
 
-def served_gguf(cfg: CogumiConfig, run: RunDir) -> str:
+def served_gguf(run: RunDir) -> str:
     """The compressed GGUF the pipeline serves: the one the gguf step promoted (smallest that passed its gate)."""
-    from cogumi.compress.steps import served_gguf_name
+    from cogumi.compress.steps import GGUF_STAGE, served_gguf_name
 
-    return posixpath.join(run_location(cfg), "compress.gguf", served_gguf_name(run))
+    return output(run, GGUF_STAGE, served_gguf_name(run))
 
 
 def serving_config(cfg: CogumiConfig, gguf: str | None, adapters: str | None, router: str | None) -> CogumiConfig:
@@ -129,8 +134,10 @@ def config_for_run(run_path: str, overrides: list[str] | None = None, config: st
                               "run `cogumi pipeline` first, or pass --config with the config the run used")
         config = recorded
     cfg = load_config(config, [*(overrides or []), f"run.root={root}", f"run.name={name}"])
+    from cogumi.compress.steps import GGUF_STAGE
+
     plan = PipelinePlan(cfg)
-    if not plan._done("compress.gguf"):
+    if not plan._done(GGUF_STAGE):
         raise CogumiError(f"the run {run_path} has no finished compress.gguf stage, so no promoted GGUF to serve",
                           "--run", "finish the run (`cogumi pipeline`) or serve a model with `cogumi serve --config`")
     return plan.built_config()
@@ -168,59 +175,72 @@ class PipelinePlan:
 
     def _served_adapters(self) -> list[str]:
         """The adapters the modifiers stage promoted (rejected ones are not served)."""
-        return list(self.run.stage("modifiers").manifest().metrics.get("adapters") or [])
+        return list(self.run.stage("modifiers").finished_manifest().metrics.get("adapters") or [])
 
     def _student(self) -> CogumiConfig:
         """The config whose student is the current promoted model (the starting one when none was promoted)."""
-        return with_student(self.cfg, trained_student(self.cfg, self.latest_train)) if self.latest_train else self.cfg
+        if self.latest_train is None:
+            return self.cfg
+        return with_student(self.cfg, trained_student(self.cfg, self.run, self.latest_train))
 
-    def _promote(self, cfg: CogumiConfig, stage: str, out: dict[str, Any], force: bool) -> dict[str, Any]:
-        """Gate a finished training stage against the current model; promote it or keep the current one."""
+    def _result(self, stage: str, summary: dict[str, Any], outputs: tuple[str, ...] = ()) -> StageResult:
+        return StageResult.from_summary(stage, summary, self.run, outputs)
+
+    def _promote(self, cfg: CogumiConfig, stage: str, summary: dict[str, Any], force: bool) -> StageResult:
+        """A finished training stage's result, gated against the current model: promoted or rejected."""
         from cogumi.pipeline.promotion import gate_training
+        from cogumi.train.outputs import ADAPTER, MERGED
 
+        result = self._result(stage, summary, (ADAPTER, MERGED))
         if not cfg.pipeline.gate.enabled:
             self.latest_train = stage
-            return {**out, "degraded": "pipeline.gate.enabled is false: promoted without a gate"}
-        current = merged_dir(cfg, self.latest_train) if self.latest_train else cfg.student
-        gate = gate_training(cfg, stage, merged_dir(cfg, stage), current, force=force or not out.get("skipped"))
+            result.degraded = "pipeline.gate.enabled is false: promoted without a gate"
+            return result
+        current = merged_dir(self.run, self.latest_train) if self.latest_train else cfg.student
+        gate = gate_training(cfg, stage, result.outputs[MERGED], current, force=force or not result.skipped)
         keeping = self.latest_train or "the starting model"
         if gate["promoted"]:
             self.latest_train = stage
-            return {**out, "headline": f"promoted: {gate['reason']}"[:300]}
-        return {**out, "skipped": out.get("skipped") and gate["skipped"], "status": "rejected",
-                "degraded": f"rejected by its gate, keeping {keeping}: {gate['reason']}"}
+            result.headline = f"promoted: {gate['reason']}"[:300]
+            return result
+        result.skipped = result.skipped and bool(gate["skipped"])
+        result.status = "rejected"
+        result.degraded = f"rejected by its gate, keeping {keeping}: {gate['reason']}"
+        return result
 
     def built_config(self) -> CogumiConfig:
         """The config that routes and serves what this run built (the parts that exist)."""
-        adapters = posixpath.join(run_location(self.cfg), "modifiers", "adapters")
-        return serving_config(
-            self.cfg, served_gguf(self.cfg, self.run) if self._done("compress.gguf") else None,
-            adapters if self._done("modifiers") and self._served_adapters() else None,
-            posixpath.join(run_location(self.cfg), "router") if self._built("router", "router.json") else None)
+        from cogumi.compress.steps import GGUF_STAGE
+        from cogumi.modifiers.stage import ADAPTERS
 
-    # -- stage functions: (cfg, force) -> summary with "skipped"
-    def curate(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+        return serving_config(
+            self.cfg, served_gguf(self.run) if self._done(GGUF_STAGE) else None,
+            output(self.run, "modifiers", ADAPTERS) if self._done("modifiers") and self._served_adapters() else None,
+            output(self.run, "router", "") if self._built("router", "router.json") else None)
+
+    # -- stage functions: (cfg, force) -> StageResult
+    def curate(self, cfg: CogumiConfig, force: bool) -> StageResult:
         from cogumi.curate.stage import curate_stage
 
-        return curate_stage(cfg, force)
+        return self._result("curate", curate_stage(cfg, force))
 
-    def train(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+    def train(self, cfg: CogumiConfig, force: bool) -> StageResult:
         from cogumi.train.stage import run_train
 
         return self._promote(cfg, "train", run_train(train_config(cfg), force), force)
 
-    def benchmark(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
-        from cogumi.evaluate.benchmark import benchmark_stage
+    def benchmark(self, cfg: CogumiConfig, force: bool) -> StageResult:
+        from cogumi.evaluate.benchmark import STAGE, benchmark_stage
 
-        return benchmark_stage(self._student(), force)
+        return self._result(STAGE, benchmark_stage(self._student(), force))
 
-    def compare(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
-        from cogumi.evaluate.compare import compare_stage
+    def compare(self, cfg: CogumiConfig, force: bool) -> StageResult:
+        from cogumi.evaluate.compare import FAILURES, compare_stage
 
-        out = compare_stage(self._student(), force=force)
-        self.decision = out["results"]["decision"]["phase_1c"]
-        self.failures = _count_lines(self.run, "compare", "failures.jsonl")
-        return out
+        result = self._result("compare", compare_stage(self._student(), force=force), (FAILURES,))
+        self.decision = result.summary["results"]["decision"]["phase_1c"]
+        self.failures = count_records(self.run, "compare", FAILURES)
+        return result
 
     def gate_1b(self, cfg: CogumiConfig) -> tuple[bool, str]:
         if not cfg.pipeline.phase_1b.enabled:
@@ -231,10 +251,12 @@ class PipelinePlan:
             return False, "the comparison found no failures"
         return True, ""
 
-    def train_1b(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+    def train_1b(self, cfg: CogumiConfig, force: bool) -> StageResult:
+        from cogumi.evaluate.compare import FAILURES
         from cogumi.train.stage import run_train
 
-        out = run_train(followup_train_config(cfg, "train-1b", "stage:compare/failures.jsonl", self.latest_train,
+        assert self.latest_train is not None  # gate_1b
+        out = run_train(followup_train_config(cfg, "train-1b", stage_ref("compare", FAILURES), self.latest_train,
                                               cfg.pipeline.phase_1b), force)
         return self._promote(cfg, "train-1b", out, force)
 
@@ -252,47 +274,53 @@ class PipelinePlan:
             return True, ""
         return False, f"the comparison decided '{self.decision}' (pipeline.distill_when: {p.distill_when})"
 
-    def distill(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
-        from cogumi.evaluate.distill_stage import distill_stage
+    def distill(self, cfg: CogumiConfig, force: bool) -> StageResult:
+        from cogumi.evaluate.distill_stage import DISTILLED, STAGE, distill_stage
 
-        return distill_stage(self._student(), force)
+        return self._result(STAGE, distill_stage(self._student(), force), (DISTILLED,))
 
     def gate_train_1c(self, cfg: CogumiConfig) -> tuple[bool, str]:
+        from cogumi.evaluate.distill_stage import DISTILLED
+
         ok, why = self.gate_1c(cfg)
-        if ok and _count_lines(self.run, "distill", "distilled.jsonl") == 0:
+        if ok and count_records(self.run, "distill", DISTILLED) == 0:
             return False, "distillation kept no examples"
         return ok, why
 
-    def train_1c(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+    def train_1c(self, cfg: CogumiConfig, force: bool) -> StageResult:
+        from cogumi.evaluate.distill_stage import DISTILLED
         from cogumi.train.stage import run_train
 
-        out = run_train(followup_train_config(cfg, "train-1c", "stage:distill/distilled.jsonl", self.latest_train,
+        assert self.latest_train is not None  # gate_1c
+        out = run_train(followup_train_config(cfg, "train-1c", stage_ref("distill", DISTILLED), self.latest_train,
                                               cfg.pipeline.phase_1c), force)
         return self._promote(cfg, "train-1c", out, force)
 
-    def compress(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+    def compress(self, cfg: CogumiConfig, force: bool) -> StageResult:
         from cogumi.compress.pipeline import run_compress
 
-        return run_compress(compress_config(cfg, self.latest_train), force=force)
+        # one pipeline stage over the compress.<step> stages: metrics are per step, in the summary
+        return self._result("compress", run_compress(compress_config(cfg, self.run, self.latest_train), force=force))
 
-    def modifiers(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
-        from cogumi.modifiers.stage import modifiers_stage
+    def modifiers(self, cfg: CogumiConfig, force: bool) -> StageResult:
+        from cogumi.modifiers.stage import ADAPTERS, modifiers_stage
 
-        return modifiers_stage(modifiers_config(cfg, self.latest_train), force)
+        return self._result("modifiers", modifiers_stage(modifiers_config(cfg, self.run, self.latest_train), force),
+                            (ADAPTERS,))
 
-    def router(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+    def router(self, cfg: CogumiConfig, force: bool) -> StageResult:
         from cogumi.route.stage import router_stage
 
         # a tiny model can leave one label only: the stage then finishes without a router (recorded,
         # so an unchanged rerun skips it) and serving keeps the built-in router
         out = router_stage(self.built_config(), force, record_untrainable=True)
         out["source"] = out["source"].kind
-        return out
+        return self._result("router", out)
 
-    def final_eval(self, cfg: CogumiConfig, force: bool) -> dict[str, Any]:
+    def final_eval(self, cfg: CogumiConfig, force: bool) -> StageResult:
         from cogumi.pipeline.final_eval import final_eval_stage
 
-        return final_eval_stage(self.cfg.student, self.built_config(), force)
+        return self._result("final-eval", final_eval_stage(self.cfg.student, self.built_config(), force))
 
     def stages(self) -> list[PipelineStage]:
         """Every stage in order; ``serve`` is run by the command after the report, not here."""
@@ -311,10 +339,23 @@ class PipelinePlan:
         ]
 
 
-def _count_lines(run: RunDir, stage: str, name: str) -> int:
+def count_records(run: RunDir, stage: str, name: str) -> int:
+    """Non-blank lines of a JSONL output of a finished stage (0 only when the file is there and empty).
+
+    Raises:
+        ArtifactError: the stage finished but the file is missing or unreadable: a missing or
+            broken hand-off is an error here, never "no records".
+    """
+    if not run.stage(stage).finished():
+        raise ArtifactError(f"stage '{stage}' has not finished, so its {name} cannot be read", run.stage(stage).path,
+                            f"run the '{stage}' stage first")
     path = run.stage(stage).file(name)
     try:
         with run.fs.open_input_stream(path) as f:
             return sum(1 for line in f.read().decode().splitlines() if line.strip())
-    except (FileNotFoundError, OSError):
-        return 0
+    except FileNotFoundError:
+        raise ArtifactError(f"stage '{stage}' finished without its output {name}", path,
+                            f"rerun the '{stage}' stage (cogumi pipeline --force {stage})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"cannot read {name} of stage '{stage}' ({type(exc).__name__}: {exc})", path,
+                            "check the file and its permissions (or the bucket's credentials), then rerun") from None

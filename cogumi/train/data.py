@@ -9,54 +9,19 @@ points into the current run directory; anything else is a path or URI.
 from __future__ import annotations
 
 import json
-import posixpath
 import random
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from cogumi.artifacts import RunDir, resolve_filesystem
+from cogumi.artifacts import STAGE_PREFIX, Location, RunDir
 from cogumi.errors import CogumiError
 from cogumi.schema import check_columns, normalise_record
 
-STAGE_PREFIX = "stage:"
-
-
-@dataclass(frozen=True)
-class Location:
-    """A file or folder on some filesystem, with the name the user gave it."""
-
-    fs: pafs.FileSystem
-    path: str
-    ref: str
-
-    def exists(self) -> bool:
-        """True when a file or folder is there."""
-        return self.fs.get_file_info(self.path).type != pafs.FileType.NotFound
-
-    def uri(self) -> str:
-        """A string Ray and pyarrow can open again (local path or scheme://path)."""
-        name = self.fs.type_name
-        return self.path if name == "local" else f"{name}://{self.path}"
-
-
 def resolve_ref(ref: str, run: RunDir) -> Location:
-    """Turn ``stage:<stage>/<file>`` or a path/URI into a :class:`Location`.
-
-    Args:
-        ref: the reference from the config.
-        run: the current run directory (for ``stage:`` references).
-    """
-    if ref.startswith(STAGE_PREFIX):
-        rel = ref[len(STAGE_PREFIX):].strip("/")
-        if not rel or ".." in rel.split("/"):
-            raise CogumiError(f"bad stage reference '{ref}'", "train config",
-                              "write stage:<stage>/<file>, e.g. stage:curate/curated.parquet")
-        return Location(run.fs, posixpath.join(run.path, rel), ref)
-    fs, path = resolve_filesystem(ref)
-    return Location(fs, path, ref)
+    """Turn ``stage:<stage>/<file>`` or a path/URI into a :class:`Location` (see :meth:`RunDir.resolve`)."""
+    return run.resolve(ref, "train config")
 
 
 def read_examples(loc: Location, where: str) -> list[dict[str, Any]]:

@@ -15,6 +15,10 @@ from typing import Any
 
 from cogumi.train.sft import PROBE_FILE, TB_DIR
 
+#: outputs of a training stage other stages read (``stage:<train stage>/<name>``)
+ADAPTER = "adapter"  # the PEFT adapter of the best checkpoint
+MERGED = "merged"  # base + adapter as one HF model (train.merge)
+
 #: checkpoint files that are training state, not part of the adapter
 STATE_FILES = {"optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin", PROBE_FILE, "README.md",
                "rng_state.pth"}

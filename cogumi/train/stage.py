@@ -181,7 +181,7 @@ def write_outputs(rec: StageRecorder, cfg: CogumiConfig, prep: dict[str, Any], r
         probe = outputs.read_probe(latest)
         history, log_history = probe.get("history", []), outputs.read_log_history(latest)
         for f in outputs.adapter_files(best):
-            _put(fs, f, rec.path(f"adapter/{f.name}"))
+            _put(fs, f, rec.path(f"{outputs.ADAPTER}/{f.name}"))
         rec.write_text("checkpoints.csv", outputs.checkpoint_table(
             history, {int(m["step"]) for _, m in (result.best_checkpoints or [])}, best_metrics.get("step")))
         rec.write_text("generations.jsonl", outputs.generations_jsonl(history))
@@ -217,7 +217,7 @@ def write_outputs(rec: StageRecorder, cfg: CogumiConfig, prep: dict[str, Any], r
         if worker.get("train_seconds") else None,
     })
     return {"stop_reason": worker.get("stop_reason"), "stop_detail": worker.get("stop_detail"),
-            "metrics": dict(rec.metrics), "method": dict(rec.method), "adapter": rec.stage.file("adapter")}
+            "metrics": dict(rec.metrics), "method": dict(rec.method), "adapter": rec.stage.file(outputs.ADAPTER)}
 
 
 def merge_on_ray(cfg: CogumiConfig, base: str, adapter_dir: str, rec: StageRecorder) -> dict[str, str]:
@@ -226,7 +226,7 @@ def merge_on_ray(cfg: CogumiConfig, base: str, adapter_dir: str, rec: StageRecor
 
     tc = cfg.train
     files = {p.name: p.read_bytes() for p in outputs.adapter_files(adapter_dir)}
-    dest = rec.stage.file("merged")
+    dest = rec.stage.file(outputs.MERGED)
     task = ray.remote(num_cpus=tc.cpus_per_worker, num_gpus=tc.gpus_per_worker if tc.use_gpu else 0)(_merge_task)
     return ray.get(task.remote(base, files, rec.fs, dest, tc.qlora, "cuda" if tc.use_gpu else "cpu"))
 

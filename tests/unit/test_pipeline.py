@@ -8,6 +8,7 @@ from rich.console import Console
 from cogumi.artifacts import RunDir
 from cogumi.config import load_config
 from cogumi.errors import CogumiError
+from cogumi.pipeline.contracts import StageResult
 from cogumi.pipeline.runner import PipelineStage, run_stages
 from cogumi.pipeline.stages import (
     PipelinePlan,
@@ -34,7 +35,7 @@ def _recorder(calls: list, skip: set[str]):
     def make(name: str):
         def fn(cfg, force):
             calls.append((name, force))
-            return {"skipped": name in skip and not force}
+            return StageResult(name, skipped=name in skip and not force)
         return fn
     return make
 
@@ -81,11 +82,12 @@ def test_followup_training_continues_the_previous_adapter_at_the_lower_rate(cfg)
 
 
 def test_downstream_stages_use_the_latest_trained_model(cfg, tmp_path):
-    student = trained_student(cfg, "train-1b")
+    run = RunDir.open(cfg.run.root, cfg.run.name)
+    student = trained_student(cfg, run, "train-1b")
     assert student.backend == "transformers" and student.model == f"{tmp_path}/r/train-1b/merged"
-    assert compress_config(cfg, "train-1b").compress.model == f"{tmp_path}/r/train-1b/merged"
-    assert compress_config(cfg, None).compress.model is None
-    m = modifiers_config(cfg, "train")
+    assert compress_config(cfg, run, "train-1b").compress.model == f"{tmp_path}/r/train-1b/merged"
+    assert compress_config(cfg, run, None).compress.model is None
+    m = modifiers_config(cfg, run, "train")
     assert m.modifiers.base.model == f"{tmp_path}/r/train/merged" and m.student.backend == "transformers"
 
 
@@ -95,7 +97,7 @@ def test_serving_uses_the_compressed_gguf_adapters_and_router(cfg, tmp_path):
     run = RunDir.open(cfg.run.root, cfg.run.name)
     with run.stage("compress.gguf").begin("h", {}) as rec:
         rec.metrics["served"] = "model-q4_k_m.gguf"  # the gguf step's promoted file
-    gguf = served_gguf(cfg, run)
+    gguf = served_gguf(run)
     assert gguf == f"{tmp_path}/r/compress.gguf/model-q4_k_m.gguf"
     s = serving_config(cfg, gguf, "/a/adapters", "/a/router").serve
     assert (s.base.backend, s.base.model, s.base.logits_all) == ("llamacpp", gguf, True)
@@ -159,5 +161,6 @@ def test_an_untrainable_routing_set_degrades_to_the_built_in_router(cfg, tmp_pat
     cfg.router.data.source = "modifiers"
     plan = PipelinePlan(cfg)
     out = plan.router(cfg, False)
-    assert out["skipped"] is False and "no router trained" in out["degraded"] and "labels [1]" in out["degraded"]
+    assert out.skipped is False and "no router trained" in out.degraded and "labels [1]" in out.degraded
+    assert out.final_status() == "degraded" and out.metrics["router_trained"] is False
     assert plan.built_config().serve.routing.artifact is None  # serve falls back to the built-in router

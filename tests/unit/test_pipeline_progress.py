@@ -13,6 +13,7 @@ import cogumi.cli  # noqa: F401 - the CLI first: cogumi.pipeline.commands is imp
 from cogumi.artifacts import RunDir
 from cogumi.config import load_config
 from cogumi.errors import CogumiError
+from cogumi.pipeline.contracts import StageResult
 from cogumi.pipeline.runner import STATUSES, PipelineStage, StageOutcome, end_line, key_figure, run_stages
 
 
@@ -31,14 +32,14 @@ def test_stage_start_end_and_heartbeat_lines_reach_a_non_terminal_console(cfg):
 
     def slow(cfg, force):
         time.sleep(0.35)
-        return {"skipped": False, "metrics": {"best_eval_loss": 1.5, "best_step": 4, "train_examples": 14,
-                                              "val_examples": 2}}
+        return StageResult("train", summary={"skipped": False, "metrics": {
+            "best_eval_loss": 1.5, "best_step": 4, "train_examples": 14, "val_examples": 2}})
 
     def boom(cfg, force):
         raise CogumiError("disk full", "somewhere", "free space")
 
-    stages = [PipelineStage("curate", "teachers", lambda c, f: {"skipped": True, "summary": {
-                  "rows": {"ok": 12, "input": 16}}}),
+    stages = [PipelineStage("curate", "teachers", lambda c, f: StageResult(
+                  "curate", skipped=True, summary={"summary": {"rows": {"ok": 12, "input": 16}}})),
               PipelineStage("train", "QLoRA SFT (Phase 1A)", slow),
               PipelineStage("distill", "1C", slow, gate=lambda c: (False, "the comparison decided 'skip'")),
               PipelineStage("compress", "Phase 2", boom)]
@@ -83,7 +84,7 @@ def test_console_summary_pipeline_record_and_report_agree_on_every_status(cfg, m
             with plan.run.stage(name).begin("h") as rec:
                 if degraded:
                     rec.metrics.update({"status": "degraded", "degraded": degraded})
-            return {"skipped": False, "degraded": degraded}
+            return StageResult.from_summary(name, {"skipped": False, "degraded": degraded}, plan.run)
         return fn
 
     stages = [PipelineStage("curate", "c", stage_fn("curate")),

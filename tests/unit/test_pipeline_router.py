@@ -26,7 +26,7 @@ def cfg(tmp_path):
 def test_an_unchanged_rerun_skips_the_recorded_result_in_under_a_second(cfg, tmp_path):
     plan = PipelinePlan(cfg)
     first = plan.router(cfg, False)
-    assert first["skipped"] is False and "no router trained" in first["degraded"]
+    assert first.skipped is False and "no router trained" in first.degraded
     stage = tmp_path / "r" / "router"
     manifest = json.loads((stage / "manifest.json").read_text())
     assert manifest["status"] == "finished"
@@ -38,7 +38,7 @@ def test_an_unchanged_rerun_skips_the_recorded_result_in_under_a_second(cfg, tmp
     t0 = time.perf_counter()
     again = PipelinePlan(cfg).router(cfg, False)
     assert time.perf_counter() - t0 < 1.0
-    assert again["skipped"] is True and again["degraded"] == first["degraded"]
+    assert again.skipped is True and again.degraded == first.degraded
     assert PipelinePlan(cfg).built_config().serve.routing.artifact is None  # the built-in router serves
 
 

@@ -66,11 +66,12 @@ def _write_merged(cfg, stage: str, src, noise: float) -> None:
 
 
 def test_a_training_stage_that_raises_perplexity_is_rejected_and_the_start_model_kept(plan_with_trained,
-                                                                                       tiny_llama_dir):
+                                                                                       tiny_llama_dir, tmp_path):
     cfg, plan = plan_with_trained
     _write_merged(cfg, "train", tiny_llama_dir, noise=0.5)  # planted: a "training" that wrecks the model
     out = plan._promote(cfg, "train", {"skipped": False}, force=False)
-    assert out["status"] == "rejected" and "keeping the starting model" in out["degraded"]
+    assert out.final_status() == "rejected" and "keeping the starting model" in out.degraded
+    assert out.outputs["merged"] == f"{tmp_path}/r/train/merged"
     assert plan.latest_train is None and plan._student().student == cfg.student
     gate = RunDir.open(cfg.run.root, cfg.run.name).stage("gate.train")
     m = gate.manifest()
@@ -78,7 +79,7 @@ def test_a_training_stage_that_raises_perplexity_is_rejected_and_the_start_model
     assert "REJECTED" in open(gate.file("report.md")).read()
     # an unchanged rerun reuses the decision without scoring again
     again = plan._promote(cfg, "train", {"skipped": True}, force=False)
-    assert again["status"] == "rejected" and gate.manifest().ended_at == m.ended_at
+    assert again.final_status() == "skipped" and again.status == "rejected" and gate.manifest().ended_at == m.ended_at
     # a later plan never continues from the rejected stage
     cfg.pipeline.stages = ["compress"]
     assert PipelinePlan(cfg).latest_train is None
@@ -88,7 +89,7 @@ def test_a_training_stage_that_does_no_harm_is_promoted(plan_with_trained, tiny_
     cfg, plan = plan_with_trained
     _write_merged(cfg, "train", tiny_llama_dir, noise=0.0)
     out = plan._promote(cfg, "train", {"skipped": False}, force=False)
-    assert out.get("status") != "rejected" and out["headline"].startswith("promoted")
+    assert out.final_status() == "ran" and out.headline.startswith("promoted")
     assert plan.latest_train == "train"
 
 

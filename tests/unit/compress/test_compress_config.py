@@ -79,15 +79,17 @@ def test_restore_of_a_missing_archive_is_a_user_error(tmp_path):
 
 
 def test_stage_references_resolve_inside_the_run(tmp_path):
-    from cogumi.compress.errors import CompressError
+    from cogumi.artifacts import RunDir
     from cogumi.compress.pipeline import resolve_refs
+    from cogumi.errors import ArtifactError
 
     cfg = load_config(None, ["run.name=r1", "compress.model=stage:train/merged",
                              "compress.calibration.data=stage:curate/curated.parquet",
                              "compress.gguf.adapters=[stage:modifiers/adapters/code, /abs/adapter]"])
-    c = resolve_refs(cfg, str(tmp_path)).compress
+    run = RunDir.open(str(tmp_path), "r1")
+    c = resolve_refs(cfg, run).compress
     assert c.model == str(tmp_path / "r1" / "train" / "merged")
     assert c.calibration.data == str(tmp_path / "r1" / "curate" / "curated.parquet")
     assert c.gguf.adapters == [str(tmp_path / "r1" / "modifiers" / "adapters" / "code"), "/abs/adapter"]
-    with pytest.raises(CompressError, match="bad stage reference"):
-        resolve_refs(load_config(None, ["compress.model=stage:../x"]), str(tmp_path))
+    with pytest.raises(ArtifactError, match="bad stage reference"):
+        resolve_refs(load_config(None, ["compress.model=stage:../x"]), run)
