@@ -53,14 +53,20 @@ class ResponseCache:
 
     def get(self, key: str) -> Generation | None:
         """The stored generation, or None (absent or unreadable)."""
+        entry = self.lookup(key)
+        return entry[0] if entry is not None else None
+
+    def lookup(self, key: str) -> tuple[Generation, dict[str, Any]] | None:
+        """The stored generation with the extra fields stored beside it (e.g. ``batch_id``), or None."""
         path = self._path(key)
         try:
             with self.fs.open_input_stream(path) as f:
                 data = json.loads(f.read().decode())
-            return Generation(text=data["text"], finish_reason=data["finish_reason"],
-                              usage=Usage(**data["usage"]), model=data["model"], backend=data["backend"],
-                              latency_s=float(data["latency_s"]))
-        except (FileNotFoundError, OSError, ValueError, KeyError, TypeError):
+            gen = Generation(text=data.pop("text"), finish_reason=data.pop("finish_reason"),
+                             usage=Usage(**data.pop("usage")), model=data.pop("model"), backend=data.pop("backend"),
+                             latency_s=float(data.pop("latency_s")))
+            return gen, data
+        except (FileNotFoundError, OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
     def put(self, key: str, gen: Generation, extra: dict[str, Any] | None = None) -> None:
@@ -72,7 +78,7 @@ class ResponseCache:
                            "model": gen.model, "backend": gen.backend, "latency_s": gen.latency_s,
                            **(extra or {})}, ensure_ascii=False).encode()
         if self._local:
-            _durable_write(path, body)
+            durable_write(path, body)
         else:
             self.fs.create_dir(posixpath.dirname(path), recursive=True)
             with self.fs.open_output_stream(path) as f:
@@ -91,7 +97,7 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _durable_write(path: str, body: bytes) -> None:
+def durable_write(path: str, body: bytes) -> None:
     """Write ``body`` to ``path`` atomically and durably (fsync file, rename, fsync folder)."""
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):

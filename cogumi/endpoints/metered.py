@@ -9,7 +9,7 @@ with the OpenAI client's own retries switched off (``max_retries=0``) so that
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cogumi.config_base import ModelConfig
 from cogumi.endpoints.cache import ResponseCache, cache_key
@@ -35,6 +35,26 @@ class CallResult:
     cost_usd: float
     unanswered: int = 0
     estimated_usd: float = 0.0
+    batch_id: str | None = None
+
+
+@dataclass
+class BatchBilling:
+    """What an endpoint in batch mode needs to bill the answers its batches put in the cache.
+
+    Attributes:
+        batch_ids: the batches of this run (a cache entry from one of them is billed, not "cached").
+        failed: cache key -> why the batch API gave no answer for it (the row becomes an error).
+        price_in, price_out: batch USD per million input / output tokens.
+    """
+
+    batch_ids: frozenset[str] = frozenset()
+    failed: dict[str, str] = field(default_factory=dict)
+    price_in: float = 0.0
+    price_out: float = 0.0
+
+    def cost(self, gen: Generation) -> float:
+        return (gen.usage.prompt_tokens * self.price_in + gen.usage.completion_tokens * self.price_out) / 1e6
 
 
 def endpoint_id(cfg: ModelConfig) -> str:
@@ -63,11 +83,13 @@ class MeteredEndpoint:
         retry: the retry policy.
         limiter: a :class:`~cogumi.endpoints.limiter.LocalLimiter` or ``RemoteLimiter`` (already configured).
         cache: the shared response cache (None = no caching).
+        batch: in batch mode, this run's batches (their answers are in ``cache``); a call whose
+            answer is not there goes online (e.g. the judge's re-asks with another seed).
     """
 
     def __init__(self, name: str, model: ModelConfig, price_in: float, price_out: float, retry: RetryConfig,
-                 limiter, cache: ResponseCache | None):
-        self.name, self.retry, self.limiter, self.cache = name, retry, limiter, cache
+                 limiter, cache: ResponseCache | None, batch: BatchBilling | None = None):
+        self.name, self.retry, self.limiter, self.cache, self.batch = name, retry, limiter, cache, batch
         self.model = model.model_copy(update={"max_retries": 0})
         self.price_in, self.price_out = price_in, price_out
         self._backend = None
@@ -84,16 +106,28 @@ class MeteredEndpoint:
         """USD for this many tokens at this endpoint's prices."""
         return (prompt_tokens * self.price_in + completion_tokens * self.price_out) / 1e6
 
+    def key(self, messages: list[Message], params: SamplingParams) -> str:
+        """The response-cache key of this call (also its ``custom_id`` in a batch file)."""
+        return cache_key(endpoint_id(self.model), self.model.model, messages, params)
+
     def chat(self, messages: list[Message], params: SamplingParams) -> CallResult:
         """Answer from the cache, or call the model (rate limited, retried), caching the answer as it arrives.
+
+        In batch mode an answer one of this run's batches put in the cache is billed at the batch
+        price (``cached`` False, ``batch_id`` set), and a row the batch API failed raises.
 
         Raises:
             RetriesExhausted: the call failed fatally or on every attempt (with the estimated cost
                 of its unanswered attempts).
         """
-        key = cache_key(endpoint_id(self.model), self.model.model, messages, params)
-        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+        key = self.key(messages, params)
+        if self.cache is not None and (entry := self.cache.lookup(key)) is not None:
+            hit, extra = entry
+            if self.batch is not None and extra.get("batch_id") in self.batch.batch_ids:
+                return CallResult(hit, False, 1, self.batch.cost(hit), batch_id=extra["batch_id"])
             return CallResult(hit, True, 0, 0.0)
+        if self.batch is not None and key in self.batch.failed:
+            raise RetriesExhausted([Failure("fatal", f"batch API: {self.batch.failed[key]}")])
         reserved = estimate_tokens(messages, params.max_tokens)
         unanswered = 0
 
