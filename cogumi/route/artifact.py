@@ -1,7 +1,7 @@
 """The router artifact as the serving layer uses it.
 
-``load_router(path, threshold=None, mode="cascade")`` returns a :class:`RouterArtifact`,
-which satisfies :class:`cogumi.serve.routing.Router` (``name``, ``needs_base_answer``,
+:meth:`RouterArtifact.load` reads a ``router/`` folder; the object satisfies
+:class:`cogumi.route.contract.Router` (``name``, ``needs_base_answer``,
 ``route(messages, base, modifiers)``, ``escalation(messages)``) and also offers a
 plain API: ``route_query(messages)``, ``route_after_generation(messages, generation)``
 and ``is_escalation(messages)``.
@@ -17,6 +17,7 @@ import numpy as np
 from cogumi.errors import ArtifactError
 from cogumi.models.inference import Generation, Message
 from cogumi.route.config import EmbeddingSettings
+from cogumi.route.contract import RouteDecision
 from cogumi.route.escalation import follow_up
 from cogumi.route.features import confidence_matrix, generation_features
 from cogumi.route.model import ROUTER_JSON, WEIGHTS, RouterModel
@@ -84,17 +85,15 @@ class RouterArtifact:
 
     # ------------------------------------------------------------------ the serving protocol
 
-    def route(self, messages: list[Message], base: Generation | None, modifiers: list[str]):
-        """Decide base vs modifier (:class:`cogumi.serve.routing.Router`).
+    def route(self, messages: list[Message], base: Generation | None, modifiers: list[str]) -> RouteDecision:
+        """Decide base vs modifier (:class:`cogumi.route.contract.Router`).
 
         A dissatisfied follow-up goes to the domain's modifier whatever the confidence; without a
         base answer (or without its logprobs) the pre-route network decides from the query alone.
 
         Returns:
-            :class:`cogumi.serve.routing.RouteDecision`; ``modifier`` is None or one of ``modifiers``.
+            :class:`~cogumi.route.contract.RouteDecision`; ``modifier`` is None or one of ``modifiers``.
         """
-        from cogumi.serve.routing import RouteDecision
-
         d = self.decide(messages, base, modifiers)
         return RouteDecision(d["modifier"], d["confidence"], d["reason"], d["domain"], d["escalation"], d["scores"])
 
@@ -157,14 +156,3 @@ class RouterArtifact:
     def _out(modifier, confidence, reason, domain, esc, scores) -> dict[str, Any]:
         return {"modifier": modifier, "confidence": round(float(confidence), 4), "reason": reason,
                 "domain": domain, "escalation": round(esc, 4), "scores": scores}
-
-
-def load_router(path: str | Path, threshold: float | None = None, mode: str = "cascade") -> RouterArtifact:
-    """The Phase 4 loader the serving layer calls (``cogumi.serve.routing.load_router``).
-
-    Args:
-        path: the ``router/`` folder written by ``cogumi router``.
-        threshold: keep the base at confidence >= this (None: the artifact's operating threshold).
-        mode: ``cascade`` or ``pre``.
-    """
-    return RouterArtifact.load(path, mode=mode, threshold=threshold)

@@ -1,7 +1,7 @@
 """The ``router`` stage: find the routing set, extract features on Ray, fit, write the artifact.
 
 The artifact is the stage folder ``<run>/router/``: ``router.json`` + ``weights.safetensors``
-(what :func:`cogumi.route.load_router` reads), ``metrics.json``, ``report.md``,
+(what :func:`cogumi.route.loader.load_router` reads), ``metrics.json``, ``report.md``,
 ``reliability_{cascade,pre}.png``, ``sweep.{png,md,json}``, ``routing_features.parquet``
 and the stage ``manifest.json``.
 """

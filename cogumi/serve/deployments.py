@@ -29,7 +29,7 @@ from cogumi.serve.api import create_app
 from cogumi.serve.auth import load_key_digests
 from cogumi.serve.config import DeploymentSettings, ServeConfig
 from cogumi.serve.metrics import ServeMetrics
-from cogumi.serve.routing import load_router
+from cogumi.route.loader import load_router
 from cogumi.serve.service import ChatService
 from cogumi.serve.streaming import call_in_thread, iterate_in_thread
 from cogumi.serve.worker import ModelWorker, resolve_adapters

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cogumi.serve.config import ServeConfig
-from cogumi.serve.routing import load_router
+from cogumi.route.loader import load_router
 from cogumi.serve.service import ChatService, LocalClient
 from cogumi.serve.worker import ModelWorker, resolve_adapters
 

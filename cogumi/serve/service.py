@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from cogumi.models.inference import Generation, SamplingParams, TokenLogprob, Usage
 from cogumi.serve.config import RoutingSettings, valid_domain
-from cogumi.serve.routing import RouteDecision, Router
+from cogumi.route.contract import RouteDecision, Router
 from cogumi.serve.streaming import call_in_thread, iterate_in_thread
 from cogumi.serve.worker import ModelWorker, RequestError, gen_request
 

@@ -69,7 +69,8 @@ def test_features_come_from_the_embedded_model_on_ray(artifact):
 
 
 def test_serving_loads_the_ray_built_router_and_scores_a_real_answer(artifact, embedded_llamacpp):
-    from cogumi.serve.routing import Router, load_router
+    from cogumi.route.contract import Router
+    from cogumi.route.loader import load_router
 
     stage, _ = artifact
     router = load_router(stage.path, 0.8, "cascade")

@@ -12,10 +12,10 @@ from cogumi.errors import ArtifactError
 from cogumi.models.inference import Generation, TokenLogprob, Usage
 from cogumi.route.artifact import RouterArtifact, query_text
 from cogumi.route.config import RouterConfig
+from cogumi.route.contract import RouteDecision, Router
 from cogumi.route.escalation import load_escalation_set, train_escalation
 from cogumi.route.model import ROUTER_JSON, WEIGHTS
 from cogumi.route.train import fit_router
-from cogumi.serve.routing import RouteDecision, Router
 from tests.unit.route.support import synthetic_rows
 
 CODE_Q = [{"role": "user", "content": "python function bug compile class list"}]

@@ -52,7 +52,8 @@ def test_router_command_writes_the_artifact_and_manifest(built):
 
 
 def test_serving_layer_loads_the_artifact(built):
-    from cogumi.serve.routing import Router, load_router
+    from cogumi.route.contract import Router
+    from cogumi.route.loader import load_router
 
     tmp, _, _ = built
     router = load_router(str(tmp / "runs" / "local" / "router"), 0.8, "pre")

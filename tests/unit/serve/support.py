@@ -77,7 +77,7 @@ def modifier_worker(code_lora):
 def make_service(base_worker, modifier_worker, threshold: float = 0.8, mode: str = "cascade"):
     """A ChatService over in-process workers with the built-in router and one 'code' modifier."""
     from cogumi.serve.config import RoutingSettings
-    from cogumi.serve.routing import CascadeRouter
+    from cogumi.route.builtin import CascadeRouter
     from cogumi.serve.service import ChatService, LocalClient
 
     routing = RoutingSettings(mode=mode, confidence_threshold=threshold)
@@ -140,7 +140,7 @@ def fake_app(client: FakeClient | None = None, keys: list[str] | None = (TEST_KE
     from cogumi.serve.api import create_app
     from cogumi.serve.auth import digest
     from cogumi.serve.config import RoutingSettings, ServeConfig
-    from cogumi.serve.routing import CascadeRouter
+    from cogumi.route.builtin import CascadeRouter
     from cogumi.serve.service import ChatService
 
     cfg = ServeConfig.model_validate({"auth": "keys", "max_tokens_limit": 256,

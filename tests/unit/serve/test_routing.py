@@ -8,15 +8,10 @@ import pytest
 
 from cogumi.errors import CogumiError
 from cogumi.models.inference import Generation, TokenLogprob, Usage
+from cogumi.route.builtin import CascadeRouter, answer_confidence, classify_domain, detect_escalation
+from cogumi.route.contract import Router
+from cogumi.route.loader import load_router
 from cogumi.serve.config import RoutingSettings
-from cogumi.serve.routing import (
-    CascadeRouter,
-    Router,
-    answer_confidence,
-    classify_domain,
-    detect_escalation,
-    load_router,
-)
 from cogumi.serve.service import ChatService
 from cogumi.serve.worker import RequestError
 
