@@ -39,6 +39,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check cogumi jobs tests benchmarks
+	$(BIN)/mypy cogumi
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
