@@ -45,6 +45,19 @@ class DeploymentSettings(Section):
         return self
 
 
+class BatchingSettings(Section):
+    """Continuous batching inside one llama.cpp replica (:mod:`cogumi.models.inference.llamacpp_batch`).
+
+    On: a replica decodes up to ``slots`` requests together (one ``llama_decode`` per
+    step, requests join and leave between steps). Off: one request at a time through
+    llama-cpp-python (today's path). Other backends ignore it.
+    """
+
+    enabled: bool = Field(True, description="decode many requests per step on llama.cpp replicas")
+    slots: int = Field(8, ge=1, le=64, description="sequences one replica decodes together (n_seq_max)")
+    n_batch: int = Field(512, ge=16, description="most tokens per llama_decode call (prompt chunks are cut to fit)")
+
+
 class RoutingSettings(Section):
     """How a request picks base or modifier.
 
@@ -92,6 +105,7 @@ class ServeConfig(Section):
     adapters_dir: str | None = Field(None, description="folder of <domain>/ adapter folders (GGUF LoRA or PEFT)")
     modifiers: dict[str, str] = Field(default_factory=dict, description="domain -> adapter path (overrides dir)")
     max_adapters_per_replica: int = Field(3, ge=1, description="multiplexed adapters kept loaded per replica")
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     auth_failures: AuthFailureSettings = Field(default_factory=AuthFailureSettings)

@@ -27,7 +27,7 @@ from ray.serve.handle import DeploymentHandle
 from cogumi.config_base import ModelConfig
 from cogumi.serve.api import create_app
 from cogumi.serve.auth import load_key_digests
-from cogumi.serve.config import DeploymentSettings, ServeConfig
+from cogumi.serve.config import BatchingSettings, DeploymentSettings, ServeConfig
 from cogumi.serve.metrics import ServeMetrics
 from cogumi.route.loader import load_router
 from cogumi.serve.service import ChatService
@@ -41,8 +41,8 @@ APP_NAME = "cogumi"
 class BaseModel:
     """The base model alone (with token logprobs for the confidence cascade)."""
 
-    def __init__(self, model: dict[str, Any]):
-        self.worker = ModelWorker(ModelConfig.model_validate(model))
+    def __init__(self, model: dict[str, Any], batching: dict[str, Any] | None = None):
+        self.worker = ModelWorker(ModelConfig.model_validate(model), None, _batching(batching))
 
     async def generate(self, req: dict[str, Any]) -> dict[str, Any]:
         # Serve cancels this task when the caller's request is cancelled (client gone): stop generating
@@ -70,8 +70,9 @@ class _LoadedAdapter:
 class Modifiers:
     """The base model plus hot-swappable domain adapters (multiplexed by domain name)."""
 
-    def __init__(self, model: dict[str, Any], adapters: dict[str, str], max_loaded: int = 3):
-        self.worker = ModelWorker(ModelConfig.model_validate(model), adapters)
+    def __init__(self, model: dict[str, Any], adapters: dict[str, str], max_loaded: int = 3,
+                 batching: dict[str, Any] | None = None):
+        self.worker = ModelWorker(ModelConfig.model_validate(model), adapters, _batching(batching))
 
         async def load(name: str) -> _LoadedAdapter:
             await asyncio.to_thread(self.worker.load_adapter, name)
@@ -95,6 +96,10 @@ class Modifiers:
 
     async def ready(self) -> list[str]:
         return sorted(self.worker.paths)
+
+
+def _batching(settings: dict[str, Any] | None) -> BatchingSettings | None:
+    return BatchingSettings.model_validate(settings) if settings is not None else None
 
 
 class HandleClient:
@@ -190,13 +195,14 @@ def build_app(cfg: ServeConfig, environ: dict[str, str] | None = None) -> serve.
     digests = load_key_digests(cfg.auth, cfg.api_keys_file, environ)
     adapters = resolve_adapters(cfg.adapters_dir, cfg.modifiers, cfg.base.backend)
     base_model = cfg.base.model_copy(update={"n_threads": _threads(cfg.base_deployment, cfg.base)})
-    base = BaseModel.options(**deployment_options(cfg.base_deployment)).bind(base_model.model_dump())
+    batching = cfg.batching.model_dump()
+    base = BaseModel.options(**deployment_options(cfg.base_deployment)).bind(base_model.model_dump(), batching)
     mods = None
     if adapters:
         mod_model = cfg.base.model_copy(update={"logits_all": False,
                                                 "n_threads": _threads(cfg.modifier_deployment, cfg.base)})
         mods = Modifiers.options(**deployment_options(cfg.modifier_deployment)).bind(
-            mod_model.model_dump(), adapters, cfg.max_adapters_per_replica)
+            mod_model.model_dump(), adapters, cfg.max_adapters_per_replica, batching)
     return RouterIngress.options(**deployment_options(cfg.router_deployment)).bind(
         base, mods, sorted(adapters), cfg.model_dump(mode="json"), digests)
 

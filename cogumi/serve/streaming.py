@@ -20,10 +20,30 @@ async def call_in_thread(fn: Callable[[threading.Event], T]) -> T:
 
     Without the event, a cancelled request (client gone, Serve cancelling the
     handle call) would leave its thread generating to the end.
+    Each call gets its own thread, not one of the loop's default pool (6 threads on
+    2 cores), so a batching replica can hold more requests in flight than that pool.
     """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
     stop = threading.Event()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not done.done():
+            (done.set_result if ok else done.set_exception)(value)
+
+    def run() -> None:
+        try:
+            result: Any = (True, fn(stop))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            result = (False, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *result)
+        except RuntimeError:  # loop closed: nobody waits any more
+            pass
+
+    threading.Thread(target=run, daemon=True, name="cogumi-call").start()
     try:
-        return await asyncio.to_thread(fn, stop)
+        return await done
     finally:
         stop.set()  # no effect once fn has returned
 

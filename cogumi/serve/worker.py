@@ -13,11 +13,18 @@ Adapters swap without reloading the base: on llama.cpp each GGUF LoRA is loaded
 once next to the shared model (``llama_adapter_lora_init``) and switched per
 request on the context (``llama_set_adapters_lora``); on transformers they are
 named PEFT adapters switched with ``set_adapter``.
+
+With ``batching`` on (llama.cpp only), chat and text requests go to a
+:class:`~cogumi.models.inference.llamacpp_batch.BatchEngine` instead: many requests
+decode together in one context, each with its own adapter, sampler, stream and stop
+event (a stopped request frees its slot before the next step). Requests the engine
+does not take (JSON-schema output) use the one-at-a-time path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +36,7 @@ from cogumi.errors import ModelLoadError
 from cogumi.models.inference import Generation, SamplingParams, TokenLogprob, Usage, make_backend
 from cogumi.serve.adapters import AdapterSet, make_adapter_set
 from cogumi.serve.cancel import CancelHook
+from cogumi.serve.config import BatchingSettings
 
 _PARAM_KEYS = {f for f in SamplingParams.__dataclass_fields__}
 
@@ -68,9 +76,11 @@ class ModelWorker:
     Args:
         model: the base model config (any backend of the inference interface).
         adapters: domain -> adapter path, loadable on demand (None: base only).
+        batching: continuous batching settings (None or disabled: one request at a time).
     """
 
-    def __init__(self, model: ModelConfig, adapters: dict[str, str] | None = None):
+    def __init__(self, model: ModelConfig, adapters: dict[str, str] | None = None,
+                 batching: BatchingSettings | None = None):
         self.cfg = model
         self.backend = make_backend(model)
         self.n_ctx = model.n_ctx
@@ -78,6 +88,14 @@ class ModelWorker:
         self.adapters: AdapterSet | None = make_adapter_set(self.backend) if adapters is not None else None
         self._lock = threading.Lock()  # one generation (and its adapter) at a time per worker
         self._cancel = CancelHook(self.backend)
+        self.engine: Any = None
+        self.prompts: Any = None
+        if batching is not None and batching.enabled and self.backend.name == "llamacpp":
+            from cogumi.models.inference.llamacpp_batch import BatchEngine, ChatPrompts
+
+            self.engine = BatchEngine(self.backend.llm, batching.slots, model.n_ctx,
+                                      model.n_threads or os.cpu_count() or 1, batching.n_batch)
+            self.prompts = ChatPrompts(self.backend.llm)
 
     # ------------------------------------------------------------------ adapters
 
@@ -87,11 +105,19 @@ class ModelWorker:
             raise RequestError(f"unknown modifier '{name}'", 404, "model_not_found", "model")
         with self._lock:
             self.adapters.load(name, Path(self.paths[name]))
+            self._share_with_engine(name)
+
+    def _share_with_engine(self, name: str) -> None:
+        handles = getattr(self.adapters, "_handles", None)
+        if self.engine is not None and handles is not None and name in handles:
+            self.engine.set_adapter(name, handles[name])
 
     def unload_adapter(self, name: str) -> None:
         """Free adapter ``name`` (safe to call twice)."""
         if self.adapters is not None:
             with self._lock:
+                if self.engine is not None:
+                    self.engine.set_adapter(name, None)
                 self.adapters.unload(name)
 
     def _activate(self, name: str | None) -> float:
@@ -148,6 +174,51 @@ class ModelWorker:
         gen = Generation("", "cancelled", Usage(prompt_tokens, 0), self.backend.model_name, self.backend.name, 0.0)
         return _answer(gen, req.get("adapter"), 0.0)
 
+    # ------------------------------------------------------------------ batched generation
+
+    def _batched(self, req: dict[str, Any]) -> bool:
+        return self.engine is not None and not req["params"].get("response_format")
+
+    def _ensure_adapter(self, name: str | None) -> None:
+        if name is None:
+            return
+        if self.adapters is None:
+            raise RequestError(f"this deployment serves no modifiers (asked for '{name}')", 404,
+                               "model_not_found", "model")
+        if not self.adapters.loaded(name):
+            self.load_adapter(name)
+        self._share_with_engine(name)
+
+    def _engine_events(self, req: dict[str, Any], stop: threading.Event | None) -> Iterator[dict[str, Any]]:
+        """Events of ``req`` decoded by the batching engine (``{"text"}`` pieces, then ``done``)."""
+        from cogumi.models.inference.base import validate_messages
+        from cogumi.models.inference.llamacpp_batch import BatchRequest, events
+
+        params = SamplingParams(**req["params"])
+        self._ensure_adapter(req.get("adapter"))
+        if req["kind"] == "chat":
+            validate_messages(req["messages"])
+            tokens, template_stops = self.prompts.tokens(req["messages"])
+        else:
+            tokens, template_stops = self.prompts.completion_tokens(req["prompt"]), []
+        params.stop = list(params.stop or []) + template_stops
+        want_logprobs = params.logprobs or bool(req.get("chosen_logprobs"))
+        stop = stop or threading.Event()
+        try:
+            yield from events(self.engine, lambda emit: BatchRequest(
+                tokens, params, req.get("adapter"), stop, emit, logprobs=want_logprobs))
+        except ValueError as exc:  # prompt + max_tokens beyond a slot's context
+            raise RequestError(str(exc), 400, "context_length_exceeded", "messages") from None
+
+    def _engine_answer(self, req: dict[str, Any], done: dict[str, Any]) -> dict[str, Any]:
+        if done["finish_reason"] == "error":
+            raise RuntimeError(f"batched generation failed: {done.get('error')}")
+        prompt_tokens = int(done.get("prompt_tokens", 0))
+        gen = Generation(done.get("text", ""), done["finish_reason"],
+                         Usage(prompt_tokens, len(done.get("tokens", []))), self.backend.model_name,
+                         self.backend.name, float(done.get("latency_s", 0.0)), done.get("logprobs"))
+        return _answer(gen, req.get("adapter"), 0.0)
+
     def generate(self, req: dict[str, Any], stop: threading.Event | None = None) -> dict[str, Any]:
         """Answer one request (``gen_request`` dict) in full.
 
@@ -163,6 +234,11 @@ class ModelWorker:
             RequestError: unknown adapter, context too long, logprobs unavailable.
         """
         self._check_context(req)
+        if self._batched(req):
+            for ev in self._engine_events(req, stop):
+                if ev.get("done"):
+                    return self._engine_answer(req, ev)
+            raise RuntimeError("the batching engine ended a request without a final event")
         params = SamplingParams(**req["params"])
         fast = bool(req.get("chosen_logprobs")) and self._fast_logprobs_ok()
         top_k = params.top_logprobs
@@ -222,6 +298,13 @@ class ModelWorker:
         Raw completions are generated in full and sent as one piece.
         """
         prompt_tokens = self._check_context(req)
+        if self._batched(req):
+            for ev in self._engine_events(req, stop):
+                if ev.get("done"):
+                    yield {"done": True, **self._engine_answer(req, ev)}
+                else:
+                    yield ev
+            return
         params = SamplingParams(**req["params"])
         t0 = time.perf_counter()
         if req["kind"] != "chat":
@@ -260,6 +343,8 @@ class ModelWorker:
 
     def close(self) -> None:
         """Free adapters and the model."""
+        if self.engine is not None:
+            self.engine.close()
         if self.adapters is not None:
             self.adapters.close()
         self.backend.close()
