@@ -72,7 +72,7 @@ def train_dictionary(gguf_path: Path, dict_size: int, sample_size: int, max_samp
     """
     import zstandard
 
-    samples = weight_samples(gguf_path, sample_size, max_samples)
+    samples: list[bytes | bytearray | memoryview] = [*weight_samples(gguf_path, sample_size, max_samples)]
     try:
         return zstandard.train_dictionary(dict_size, samples)
     except zstandard.ZstdError as exc:
@@ -118,7 +118,8 @@ def pack(src: str | Path, out_dir: str | Path, *, level: int, dict_size: int, sa
     try:
         with open(src, "rb") as fin, open(tmp, "wb") as fout:
             reader = _HashingReader(fin)
-            cctx.copy_stream(reader, fout, size=src.stat().st_size, read_size=CHUNK, write_size=CHUNK)
+            cctx.copy_stream(reader, fout, size=src.stat().st_size, read_size=CHUNK,  # type: ignore[arg-type]
+                             write_size=CHUNK)  # zstandard reads any object with read(); its stubs say IO
         os.replace(tmp, zst)
     finally:
         tmp.unlink(missing_ok=True)
@@ -134,7 +135,7 @@ def pack(src: str | Path, out_dir: str | Path, *, level: int, dict_size: int, sa
         plain = zstandard.ZstdCompressor(level=level, threads=threads)
         with open(src, "rb") as fin:
             sink = _CountingSink()
-            plain.copy_stream(fin, sink, read_size=CHUNK, write_size=CHUNK)
+            plain.copy_stream(fin, sink, read_size=CHUNK, write_size=CHUNK)  # type: ignore[arg-type]  # any write()
         record["compressed_bytes_without_dict"] = sink.bytes
     _atomic_bytes(record_path, json.dumps(record, indent=2).encode())
     return record
@@ -169,7 +170,7 @@ def _record(record_path: Path, where: str) -> dict[str, Any]:
     for key, kind in (("archive", str), ("dictionary", str), ("sha256", str), ("dict_sha256", str),
                       ("original_bytes", int)):
         value = record.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+        if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, int) and value < 0):
             raise ArchiveError(f"archive record {record_path}: field '{key}' is missing or invalid ({value!r})",
                                where, "run the zstd step again")
     return record
@@ -254,7 +255,7 @@ def unpack(record_path: str | Path, out_path: str | Path | None = None) -> dict[
         if sha.hexdigest() != record["sha256"] or n != expected:
             raise ArchiveError(f"{zst} decompresses to {n} bytes with SHA-256 {sha.hexdigest()[:16]}..., not the "
                                f"recorded {expected} bytes / {record['sha256'][:16]}...", where, damaged)
-        if tmp:
+        if tmp and out_path:
             os.replace(tmp, out_path)
     except zstandard.ZstdError as exc:
         raise ArchiveError(f"{zst} is not a valid zstd stream ({exc})", where, damaged) from None

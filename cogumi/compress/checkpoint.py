@@ -104,7 +104,7 @@ def load_for_eval(model_dir: Path, device: str = "cpu") -> Any:
 
         kwargs["quantization_config"] = CompressedTensorsConfig(dequantize=True)
     model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
-    return model.to(device).eval()
+    return model.to(device).eval()  # type: ignore[arg-type]  # transformers types the wrapped .to() as unbound
 
 
 def dequantize_checkpoint(model_dir: Path, out_dir: Path) -> Path:

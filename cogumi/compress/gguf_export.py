@@ -18,12 +18,15 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cogumi.compress.errors import CompressError
 from cogumi.compress.gguf_vocab import write_vocab
+
+if TYPE_CHECKING:
+    import gguf
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,7 @@ log = logging.getLogger(__name__)
 class ArchSpec:
     """How one HF architecture maps onto a llama.cpp architecture."""
 
-    gguf_arch: str
+    gguf_arch: gguf.MODEL_ARCH
     permute_qk: bool
 
 

@@ -38,7 +38,7 @@ def sparsegpt_recipe(cfg: PruneConfig) -> list[Any]:
     from llmcompressor.modifiers.pruning.sparsegpt import SparseGPTModifier
 
     mask = cfg.mask if cfg.nm else "0:0"
-    common = {"mask_structure": mask, "dampening_frac": cfg.dampening_frac, "block_size": cfg.block_size,
+    common: dict[str, Any] = {"mask_structure": mask, "dampening_frac": cfg.dampening_frac, "block_size": cfg.block_size,
               "ignore": list(cfg.ignore)}
     if cfg.attention_sparsity == cfg.mlp_sparsity:
         return [SparseGPTModifier(sparsity=cfg.attention_sparsity, targets=[ATTENTION_TARGET, MLP_TARGET], **common)]

@@ -47,11 +47,11 @@ def cpu_awq() -> Any:
     def no_pin(self: Any, batch_index: int, input_names: list[str] | None = None) -> None:
         return None
 
-    IntermediatesCache.pin_memory = no_pin
+    IntermediatesCache.pin_memory = no_pin  # type: ignore[method-assign]  # CPU has no pinned memory
     try:
         yield
     finally:
-        IntermediatesCache.pin_memory = original
+        IntermediatesCache.pin_memory = original  # type: ignore[method-assign]
 
 
 def choose_method(cfg: QuantizeConfig) -> tuple[str, str]:

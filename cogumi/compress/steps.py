@@ -110,7 +110,7 @@ def _promote(rec: StageRecorder, step: str, result: quality.GateResult | None, a
     quality.enforce([result] if result else [], step, artifact)
     promoted = result is None or result.usable
     rec.metrics["promoted"] = promoted
-    if not promoted:
+    if result is not None and not promoted:
         rec.metrics["rejected"] = f"{result.model}: {result.reason()}; later steps use the step's input instead"
         rec.method["gate"] = "rejected (quality.on_fail: fallback)"
 
@@ -335,7 +335,8 @@ def zstd(env: StepEnv, rec: StageRecorder) -> None:
     rec.method.update(archive=f"zstd level {cfg.level}, {record['dict_bytes']}-byte dictionary trained on weight "
                               f"samples, streamed", verify="streaming decompression, SHA-256 compared")
     rec.metrics.update(record=record, verify=check)
-    gguf_rows = {a["artifact"]: a for a in (env.run.stage(stage_name("gguf")).manifest().metrics.get("artifacts", []))}
+    gguf_metrics = env.run.stage(stage_name("gguf")).finished_manifest().metrics
+    gguf_rows = {a["artifact"]: a for a in gguf_metrics.get("artifacts", [])}
     ppl = gguf_rows.get(name, {}).get("ppl")
     row = {"artifact": f"{name}{SUFFIX} (+dict)", "bytes": record["compressed_bytes"] + record["dict_bytes"],
            "method": f"zstd -{cfg.level} (lossless, SHA-256 verified)"}

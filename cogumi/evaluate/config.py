@@ -53,7 +53,7 @@ class HarnessConfig(Section):
 class CodeConfig(Section):
     """Code benchmarks: pass@1 with sandboxed execution."""
 
-    suites: list[Literal["humaneval", "mbpp"]] = Field(default_factory=lambda: ["humaneval", "mbpp"])
+    suites: list[Literal["humaneval", "mbpp"]] = ["humaneval", "mbpp"]  # pydantic copies defaults per instance
     limit: int | None = Field(None, ge=1, description="problems per suite (None = all)")
     mbpp_path: str | None = Field(None, description="MBPP-style JSONL (None = the bundled set)")
     prompt_style: Literal["chat", "completion"] = Field(
@@ -106,8 +106,8 @@ class PerplexityConfig(Section):
 class BenchmarkConfig(Section):
     """``cogumi benchmark``: what runs and which saved run it is compared with."""
 
-    parts: list[Literal["harness", "code", "perplexity", "generations"]] = Field(
-        default_factory=lambda: ["harness", "code", "perplexity", "generations"])
+    parts: list[Literal["harness", "code", "perplexity", "generations"]] = [
+        "harness", "code", "perplexity", "generations"]  # pydantic copies defaults per instance
     harness: HarnessConfig = Field(default_factory=HarnessConfig)
     code: CodeConfig = Field(default_factory=CodeConfig)
     perplexity: PerplexityConfig = Field(default_factory=PerplexityConfig)

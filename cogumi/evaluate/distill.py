@@ -143,15 +143,18 @@ class DistillStep:
         self.caller = Caller(model, attempts=2)
         self.strategies = {c: CategoryStrategy.model_validate(s) for c, s in strategies.items()}
         self.n, self.max_tokens, self.system_prompt, self.seed = n_samples, max_tokens, system_prompt, seed
-        self.rules = dict(min_agreement=min_agreement, max_diverse=max_diverse, diversity_threshold=diversity_threshold,
-                          keep_unverified=keep_unverified, verify_votes=verify_votes, timeout_s=code_timeout_s)
+        self.rules: dict[str, Any] = dict(min_agreement=min_agreement, max_diverse=max_diverse,
+                                          diversity_threshold=diversity_threshold, keep_unverified=keep_unverified,
+                                          verify_votes=verify_votes, timeout_s=code_timeout_s)
 
     def samples(self, row: dict[str, Any], strategy: CategoryStrategy) -> tuple[list[str], dict[str, Any]]:
         messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + \
                    [{"role": "user", "content": row["prompt"]}]
         greedy = not strategy.generate_sample
         count = 1 if greedy else self.n
-        texts, acct, errors = [], {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}, []
+        texts: list[str] = []
+        errors: list[str] = []
+        acct: dict[str, Any] = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
         for i in range(count):
             params = SamplingParams(max_tokens=self.max_tokens, temperature=0.0 if greedy else strategy.generate_temp,
                                     seed=self.seed + i)

@@ -114,7 +114,7 @@ class LlamaCppScorer:
 
     def answer_nll(self, messages: list[Message], answer: str) -> tuple[float, int]:
         llm = self.backend.llm
-        prompt = self.formatter(messages=messages).prompt
+        prompt = self.formatter(messages=messages).prompt  # type: ignore[arg-type]  # llama_cpp's TypedDicts
         p_ids = llm.tokenize(prompt.encode(), add_bos=False, special=True)
         a_ids = llm.tokenize(answer.encode(), add_bos=False, special=False)
         return self._score(p_ids + a_ids, len(p_ids))

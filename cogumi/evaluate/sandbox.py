@@ -36,6 +36,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from cogumi.errors import CogumiError
 from cogumi.evaluate import sandbox_guard, sandbox_isolation
@@ -184,11 +185,14 @@ def run_program(source: str, timeout_s: float = 5.0, memory_mb: int = 512, file_
         nonce_r, nonce_w, _, verdict_w, _, info_w = fds
         os.write(nonce_w, nonce.encode())
         cpu = max(1, int(timeout_s) + 1)
-        settings = {"nonce_fd": nonce_r, "verdict_fd": verdict_w, "guard": cfg.guard}
+        settings: dict[str, Any] = {"nonce_fd": nonce_r, "verdict_fd": verdict_w, "guard": cfg.guard}
         if bwrap:
+            if iso.bwrap is None:
+                raise RuntimeError("sandbox isolation is 'bubblewrap' but names no bwrap executable")
             settings["workdir"] = INSIDE_DIR
-            limits = {"as": memory_mb << 20, "cpu": f"{cpu}:{cpu + 1}", "fsize": file_mb << 20, "nofile": 64,
-                      "core": 0, **({"nproc": 256} if os.geteuid() == 0 else {})}
+            limits: dict[str, int | str] = {"as": memory_mb << 20, "cpu": f"{cpu}:{cpu + 1}",
+                                            "fsize": file_mb << 20, "nofile": 64, "core": 0,
+                                            **({"nproc": 256} if os.geteuid() == 0 else {})}
             cmd = sandbox_isolation.bwrap_command(iso.bwrap, workdir, [INSIDE_HARNESS, json.dumps(settings),
                                                   f"{INSIDE_DIR}/program.py"], limits=limits, info_fd=info_w)
             env: dict[str, str] = {}

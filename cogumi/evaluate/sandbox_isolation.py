@@ -132,7 +132,7 @@ def _dir_chain(path: str, covered: tuple[str, ...]) -> list[str]:
     return out
 
 
-def bwrap_command(bwrap: str, workdir: Path | None, python_args: list[str], limits: dict[str, int] | None = None,
+def bwrap_command(bwrap: str, workdir: Path | None, python_args: list[str], limits: dict[str, int | str] | None = None,
                   info_fd: int | None = None) -> list[str]:
     """The full bubblewrap command line that runs ``python -I -S -B *python_args``.
 
@@ -147,7 +147,7 @@ def bwrap_command(bwrap: str, workdir: Path | None, python_args: list[str], limi
            "--die-with-parent", "--new-session", "--clearenv"]
     if os.geteuid() != 0:
         cmd += ["--unshare-user"]
-    covered = ("/usr",)
+    covered: tuple[str, ...] = ("/usr",)
     for d in SYSTEM_DIRS:
         if os.path.islink(d):
             cmd += ["--symlink", os.readlink(d), d]

@@ -116,7 +116,7 @@ def load_causal_lm(location: str, *, device: str = "cpu", dtype: str = "auto",
     except (OSError, ValueError) as exc:
         raise _hub_error(location, exc) from None
     if quantization != "nf4":
-        model = model.to(device)
+        model = model.to(device)  # type: ignore[arg-type]  # transformers types the wrapped .to() as unbound
     if adapter:
         model = apply_adapter(model, adapter)
     model.eval()

@@ -7,6 +7,7 @@ LoRA memory; API (teacher) entries carry prices. Look up by short name or HF id.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from cogumi.errors import CogumiError
 
@@ -70,7 +71,16 @@ class ModelSpec:
         return 2 * self.layers * self.kv_heads * head_dim * tokens * bytes_per_value
 
 
-_LLAMA3_8B = dict(hidden=4096, layers=32, intermediate=14336, heads=32, kv_heads=8, vocab=128256)
+class _Shape(TypedDict):
+    hidden: int
+    layers: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    vocab: int
+
+
+_LLAMA3_8B = _Shape(hidden=4096, layers=32, intermediate=14336, heads=32, kv_heads=8, vocab=128256)
 
 MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("smollm2-135m-instruct", "HuggingFaceTB/SmolLM2-135M-Instruct", 0.1345, 8192, "llama",

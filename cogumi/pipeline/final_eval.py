@@ -71,7 +71,7 @@ def final_eval_stage(start: ModelConfig, served: CogumiConfig, force: bool = Fal
     stage = run.stage(STAGE)
     key = final_eval_key(start, served, run)
     if not force and stage.can_skip(*key):
-        m = stage.manifest().metrics
+        m = stage.finished_manifest().metrics
         return {"skipped": True, "headline": m["headline"], "verdict": m["verdict"], "results": m["results"]}
     with stage.begin(*key) as rec:
         results, rows, routes = evaluate(start, served)
@@ -131,7 +131,10 @@ def evaluate(start: ModelConfig, served: CogumiConfig) -> tuple[list[PairedResul
     def answer_served(item: HeldOutItem) -> str:
         out = loop.run_until_complete(system.service.answer("chat", item.messages, params(item), Target("auto")))
         route_of[item.id] = out.decision.modifier
-        return out.answer["text"]
+        if out.answer is None:
+            raise RuntimeError(f"the served system returned no answer for held-out item {item.id} "
+                               f"(route {out.decision.route}: {out.decision.reason})")
+        return str(out.answer["text"])
 
     def served_scorer(item: HeldOutItem) -> Scorer:
         route = route_of.get(item.id) or ""

@@ -35,7 +35,8 @@ def probe(url: str, api_key: str | None, max_tokens: int) -> dict[str, Any]:
     from openai import OpenAI
 
     client = OpenAI(base_url=f"{url}/v1", api_key=api_key or "none", timeout=300, max_retries=0)
-    rows, errors = [], []
+    rows: list[dict[str, Any]] = []
+    errors: list[str] = []
     for domain, prompt in PROBE_PROMPTS:
         t0 = time.perf_counter()
         try:

@@ -66,7 +66,7 @@ def gate_training(cfg: CogumiConfig, stage: str, candidate_dir: str, current: Mo
                                     sort_keys=True).encode()).hexdigest()
     inputs = {"candidate": run.stage(stage).digest()}
     if not force and rec_stage.can_skip(key, inputs):
-        m = rec_stage.manifest().metrics
+        m = rec_stage.finished_manifest().metrics
         return {"skipped": True, "promoted": m["promoted"], "reason": m["reason"], "results": m["results"]}
     with rec_stage.begin(key, inputs) as rec:
         suites = held_out_suites(None, g.math_items, g.code_items)

@@ -46,7 +46,7 @@ class Figure:
 
 def collect(run: RunDir) -> list[dict[str, Any]]:
     """One entry per stage with a manifest: manifest fields plus its summaries and figures."""
-    entries = []
+    entries: list[dict[str, Any]] = []
     for name in run.stages():
         if name == REPORT_STAGE:
             continue
@@ -157,7 +157,8 @@ def render_html(run: RunDir, entries: list[dict[str, Any]]) -> str:
     """The report as one self-contained HTML page (figures inlined)."""
     import markdown
 
-    parts, pending = [], []
+    parts: list[str] = []
+    pending: list[str] = []
     for b in [*blocks(run, entries), ""]:
         if isinstance(b, Figure):
             parts.append(markdown.markdown("\n".join(pending), extensions=["tables", "fenced_code"]))

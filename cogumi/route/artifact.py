@@ -133,7 +133,7 @@ class RouterArtifact:
         domain = self.domains[int(np.argmax(probs))] if self.domains else None
         scores = {f"domain:{d}": round(float(p), 4) for d, p in zip(self.domains, probs)}
         use_base = self.needs_base_answer and base is not None and bool(base.logprobs)
-        conf_rows = confidence_matrix([generation_features(base)]) if use_base else None
+        conf_rows = confidence_matrix([generation_features(base)]) if use_base and base is not None else None
         p_mod = float(self.model.modifier_probability(q, conf_rows)[0])
         confidence = 1.0 - p_mod
         scores["p_modifier"] = round(p_mod, 4)

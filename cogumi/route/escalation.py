@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from cogumi.route.classifiers import LinearClassifier
 PACKAGED_ESCALATION_SET = Path(__file__).resolve().parent / "data" / "escalation.jsonl"
 
 
-def load_escalation_set(path: str | Path | None = None) -> list[dict]:
+def load_escalation_set(path: str | Path | None = None) -> list[dict[str, Any]]:
     """Rows ``{text, label, split}`` of a labelled escalation set.
 
     Args:
@@ -34,7 +35,7 @@ def load_escalation_set(path: str | Path | None = None) -> list[dict]:
     where = "router.escalation.data"
     if not p.is_file():
         raise CogumiError(f"escalation set {p} does not exist", where, "point it at a .jsonl file or leave it empty")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n, line in enumerate(p.read_text().splitlines(), 1):
         if not line.strip():
             continue

@@ -103,22 +103,21 @@ def extract(rows: list[dict[str, Any]], texts: list[str], base: ModelConfig | No
 
     ray.data.DataContext.get_current().enable_progress_bars = False
     if base is not None:
-        ds = ray.data.from_items([{**r, "_row": i} for i, r in enumerate(rows)])
+        ds: ray.data.Dataset = ray.data.from_items([{**r, "_row": i} for i, r in enumerate(rows)])
         ds = ds.map_batches(BaseAnswerer, fn_constructor_kwargs={"model_json": base.model_dump_json(),
                                                                  "max_tokens": max_tokens,
                                                                  "top_logprobs": top_logprobs,
                                                                  "threads": max(1, math.ceil(settings.base_num_cpus))},
                             batch_size=settings.batch_size, compute=ray.data.ActorPoolStrategy(size=1),
-                            num_cpus=settings.base_num_cpus,
-                            **({"num_gpus": settings.base_num_gpus} if settings.base_num_gpus else {}))
+                            num_cpus=settings.base_num_cpus, num_gpus=settings.base_num_gpus or None)
         rows = sorted(ds.take_all(), key=lambda r: r["_row"])
         rows = [{k: _plain(v) for k, v in r.items() if k != "_row"} for r in rows]
         log.info("router: base answered %d prompts on Ray", len(rows))
-    ds = ray.data.from_items([{"text": t, "_row": i} for i, t in enumerate(texts)])
-    ds = ds.map_batches(TextEmbedder, fn_constructor_kwargs={"settings_json": embedding.model_dump_json()},
-                        batch_size=max(embedding.batch_size, settings.batch_size),
-                        compute=ray.data.ActorPoolStrategy(size=1), num_cpus=settings.embed_num_cpus)
-    out = sorted(ds.take_all(), key=lambda r: r["_row"])
+    embed_ds: ray.data.Dataset = ray.data.from_items([{"text": t, "_row": i} for i, t in enumerate(texts)])
+    embed_ds = embed_ds.map_batches(TextEmbedder, fn_constructor_kwargs={"settings_json": embedding.model_dump_json()},
+                                    batch_size=max(embedding.batch_size, settings.batch_size),
+                                    compute=ray.data.ActorPoolStrategy(size=1), num_cpus=settings.embed_num_cpus)
+    out = sorted(embed_ds.take_all(), key=lambda r: r["_row"])
     emb = np.stack([np.asarray(r["embedding"], dtype=np.float32) for r in out]) if out else np.zeros((0, 1))
     return rows, emb
 

@@ -91,7 +91,8 @@ def proxy_tasks(n: int, domains: list[str], seed: int = 0) -> list[dict[str, Any
                           "router.data.proxy_domains", f"use some of {', '.join(GENERATORS)}, or give a routing "
                           "set from `cogumi modifiers` (router.data.file)")
     r = random.Random(seed)
-    rows, seen = [], set()
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for i in range(n * 20):
         if len(rows) >= n:
             break

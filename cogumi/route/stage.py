@@ -118,7 +118,7 @@ def router_stage(cfg: CogumiConfig, force: bool = False, record_untrainable: boo
     source = resolve_source(cfg, run)
     cfg_hash, inputs = stage_key(cfg, source)
     if not force and stage.can_skip(cfg_hash, inputs):
-        metrics = stage.manifest().metrics
+        metrics = stage.finished_manifest().metrics
         if metrics.get("router_trained", True):
             with run.fs.open_input_stream(stage.file("metrics.json")) as f:
                 metrics = json.loads(f.read().decode())

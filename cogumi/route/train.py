@@ -63,8 +63,10 @@ def fit_router(rows: list[dict[str, Any]], emb: np.ndarray, escalation: tuple[Es
     base_q, mod_q, q_source = quality_scores(
         y, *((np.array([r["base_score"] for r in rows]), np.array([r["modifier_score"] for r in rows]))
              if has_scores(rows) else (None, None)))
-    mlps, calibrators, metrics, curves = {}, {}, {}, {}
-    sweeps_val, sweeps_test, files = {}, {}, {}
+    mlps, calibrators, curves = {}, {}, {}
+    metrics: dict[str, Any] = {}
+    sweeps_val, sweeps_test = {}, {}
+    files: dict[str, bytes | str] = {}
     for mode in MODES:
         x = inputs[mode]
         res = train_mlp(x[tr], y[tr], x[va], y[va], cfg.mlp, cfg.seed)

@@ -32,7 +32,7 @@ def serve_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     if run:
         from cogumi.pipeline.stages import config_for_run
 
-        cfg = config_for_run(run, list(set_ or []), config)
+        cfg = config_for_run(run, list(set_ or []), str(config) if config is not None else None)
         s = cfg.serve
         console.print(f"serving run {run}: base {s.base.model}, adapters {s.adapters_dir or 'none'}, router "
                       f"{s.routing.artifact or 'built-in'}", highlight=False)

@@ -115,7 +115,7 @@ def load_base(location: str, *, qlora: bool, device: str, dtype: Any) -> Any:
         raise ModelLoadError(f"could not load the student from {location} ({str(exc).splitlines()[0][:200]})",
                              location, "check student.model; it must be an HF causal LM") from None
     if not qlora:
-        model = model.to(device)
+        model = model.to(device)  # type: ignore[arg-type]  # transformers types the wrapped .to() as unbound
     elif device == "cpu":
         keep_4bit_trainable_on_cpu(model)
     model.config.use_cache = False

@@ -49,8 +49,8 @@ class RayReporter:
         ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=name)
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
-    """What each Ray Train worker runs: place the model on this rank's device, train, report."""
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """What each Ray Train worker runs: place the model on this rank's device, train, report (Ray ignores a return)."""
     import ray
     import ray.train
     import ray.train.torch
@@ -71,12 +71,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     if config.get("pg_marker") and ctx.get_world_rank() == 0:
         _write_placement_group_id(*config["pg_marker"])
     try:
-        summary = run_sft(job, reporter, device=device_str)
+        run_sft(job, reporter, device=device_str)
     finally:
         if reporter._restored:
             shutil.rmtree(reporter._restored, ignore_errors=True)
-    summary["world_size"] = ctx.get_world_size()
-    return summary
 
 
 def _write_placement_group_id(fs: Any, path: str) -> None:
@@ -158,10 +156,12 @@ def build_trainer(cfg: TrainConfig, job: SFTJob | Any, *, storage_path: str, sto
         train_loop_config={"job": job, "overrides": overrides or {}, "pg_marker": pg_marker},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker=resources),
-        run_config=RunConfig(
+        # Train V2's RunConfig/FailureConfig at run time; ray's annotations name the V1 classes
+        run_config=RunConfig(  # type: ignore[call-arg]
             name=name, storage_path=storage_path, storage_filesystem=storage_fs,
             # controller errors (e.g. workers that never start) are retried a few times, not forever
-            failure_config=FailureConfig(max_failures=cfg.max_failures, controller_failure_limit=3),
+            failure_config=FailureConfig(max_failures=cfg.max_failures,  # type: ignore[call-arg]
+                                         controller_failure_limit=3),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_best,
                                                checkpoint_score_attribute=SCORE if scored else None,
                                                checkpoint_score_order="min"),

@@ -130,7 +130,7 @@ def run_train(cfg: CogumiConfig, force: bool = False) -> dict[str, Any]:
     prep = prepare(cfg, run)
     cfg_hash = cfg.section_hash("train", "student")
     if not force and stage.can_skip(cfg_hash, prep["inputs"]):
-        m = stage.manifest()
+        m = stage.finished_manifest()
         return {"skipped": True, "stage": stage.path, "metrics": m.metrics, "method": m.method}
     if not ray.is_initialized():
         ray.init(ignore_reinit_error=True)
@@ -150,7 +150,7 @@ def run_train(cfg: CogumiConfig, force: bool = False) -> dict[str, Any]:
                      len(prep["val_rows"]), key)
             result = fit(trainer)
         finally:
-            if tmp_adapter:
+            if tmp_adapter and adapter_dir:
                 shutil.rmtree(adapter_dir, ignore_errors=True)
         summary = write_outputs(rec, cfg, prep, result, key)
         if summary["stop_reason"] in ("nan_loss", "loss_explosion"):
