@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cogumi.config_base import ModelConfig, Section
-from cogumi.endpoints.config import RetryConfig
+from cogumi.endpoints.config import BatchConfig, EndpointMode, RetryConfig
 
 SOURCE_NAMES = ("alpaca-gpt4", "anthropic-hh", "codealpaca", "dolly", "metamathqa", "openorca")
 
@@ -49,6 +49,16 @@ class TeacherConfig(Section):
     difficulties: list[str] = Field(default_factory=list, description="empty = all")
     share: float = Field(1.0, gt=0.0, description="relative share of the prompts it is eligible for")
     concurrency: int = Field(4, ge=1, description="requests in flight per worker (HTTP teachers)")
+    mode: EndpointMode = Field("online", description="online: one call per prompt; batch: the provider's batch "
+                                                     "API (OpenAI Batch shape), at its batch price")
+    batch: BatchConfig = Field(default_factory=BatchConfig, description="batch files, polling, rounds, prices")
+
+    @model_validator(mode="after")
+    def _batch_needs_http(self) -> TeacherConfig:
+        if self.mode == "batch" and self.model.backend != "openai":
+            raise ValueError(f"teacher '{self.name}': mode batch needs an OpenAI-compatible endpoint "
+                             f"(model.backend openai), got '{self.model.backend}'")
+        return self
 
 
 class JudgeConfig(Section):
@@ -65,6 +75,9 @@ class JudgeConfig(Section):
     structured_output: bool = Field(True, description="send a JSON schema response_format")
     keep_unscored: bool = Field(True, description="keep rows whose verdict never parsed (quality_score null)")
     enabled: bool = Field(True, description="False = skip the judge (every row unscored)")
+    mode: EndpointMode = Field("online", description="batch: first verdicts through the provider's batch API "
+                                                     "(re-asks of unparseable verdicts go online)")
+    batch: BatchConfig = Field(default_factory=BatchConfig)
 
 
 class FilterConfig(Section):

@@ -39,6 +39,7 @@ class QualityJudgeStep:
         if not is_ok(row):
             return row
         messages = quality_messages(row["instruction"], row["response"])
+        batch_id = None
         tokens_in = tokens_out = unanswered = 0
         cost, estimated, cached, verdict, raw, answered = 0.0, 0.0, True, None, "", 0
         try:
@@ -50,6 +51,7 @@ class QualityJudgeStep:
                 tokens_out += gen.usage.completion_tokens
                 cost, cached, raw = cost + res.cost_usd, cached and res.cached, gen.text
                 unanswered, estimated = unanswered + res.unanswered, estimated + res.estimated_usd
+                batch_id = batch_id or res.batch_id
                 if (verdict := parse_quality_verdict(gen.text)) is not None:
                     break
         except RetriesExhausted as exc:
@@ -62,7 +64,7 @@ class QualityJudgeStep:
             if answered or unanswered:
                 row.update(judge_prompt_tokens=tokens_in, judge_completion_tokens=tokens_out,
                            judge_cost_usd=cost, judge_cached=cached, judge_unanswered=unanswered,
-                           judge_estimated_usd=estimated)
+                           judge_estimated_usd=estimated, judge_batch_id=batch_id)
         if verdict is None:
             row["judge_scores"] = json.dumps({"unscored": raw[:300]})
             if not self.cfg.judge.keep_unscored:

@@ -23,8 +23,10 @@ import pyarrow.parquet as pq
 
 from cogumi.config import CogumiConfig
 from cogumi.config_base import ModelConfig
+from cogumi.endpoints.batch import BatchLedger
 from cogumi.endpoints.cache import ResponseCache
 from cogumi.endpoints.metered import MeteredEndpoint
+from cogumi.curate.batching import PlanJudgeRequests, PlanTeacherRequests, billing_of, run_batches
 from cogumi.curate.config import CurateConfig
 from cogumi.curate.dedup.distributed import dedup_dataset, removal_lookup
 from cogumi.curate.dedup.minhash import lsh_params
@@ -45,11 +47,12 @@ ACCOUNTING_COLUMNS = [c for c in ROW_SCHEMA.names if c not in ("instruction", "r
 class TeacherUDF:
     """Ray Data actor: :class:`TeacherStep` over Arrow batches."""
 
-    def __init__(self, curate_json: str, limiter, cache_uri: str):
+    def __init__(self, curate_json: str, limiter, cache_uri: str, billing: dict[str, Any] | None = None):
         cfg = CurateConfig.model_validate_json(curate_json)
-        lim, cache = RemoteLimiter(limiter, cfg.rate_limits()), ResponseCache(cache_uri)
+        lim, cache, billing = RemoteLimiter(limiter, cfg.rate_limits()), ResponseCache(cache_uri), billing or {}
         endpoints = {t.name: MeteredEndpoint(t.name, t.model, t.price_in_per_mtok, t.price_out_per_mtok,
-                                             cfg.retry, lim, cache) for t in cfg.teachers}
+                                             cfg.retry, lim, cache, billing_of(billing.get(t.name)))
+                     for t in cfg.teachers}
         self.step = TeacherStep(cfg, endpoints, cfg.seed)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -70,12 +73,13 @@ class FilterUDF:
 class JudgeUDF:
     """Ray Data actor: :class:`QualityJudgeStep`."""
 
-    def __init__(self, curate_json: str, judge_json: str, limiter, cache_uri: str):
+    def __init__(self, curate_json: str, judge_json: str, limiter, cache_uri: str,
+                 billing: dict[str, Any] | None = None):
         cfg = CurateConfig.model_validate_json(curate_json)
         j = cfg.judge
         endpoint = MeteredEndpoint("judge", ModelConfig.model_validate_json(judge_json), j.price_in_per_mtok,
                                    j.price_out_per_mtok, cfg.retry, RemoteLimiter(limiter, cfg.rate_limits()),
-                                   ResponseCache(cache_uri))
+                                   ResponseCache(cache_uri), billing_of(billing))
         self.step = QualityJudgeStep(cfg, endpoint)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -112,8 +116,14 @@ def cache_uri(cfg: CogumiConfig) -> str:
     return cfg.curate.cache or posixpath.join(cfg.run.root, "cache", "responses")
 
 
-def build_dataset(cfg: CogumiConfig, limiter) -> Any:
-    """The lazy Ray Dataset of final-but-not-deduplicated rows."""
+def build_dataset(cfg: CogumiConfig, limiter, billing: dict[str, Any] | None = None) -> Any:
+    """The lazy Ray Dataset of final-but-not-deduplicated rows (online mode throughout, or with ``billing``)."""
+    ds = generate_and_filter(cfg, limiter, billing)
+    return judge_rows(ds, cfg, limiter, (billing or {}).get("judge")) if cfg.curate.judge.enabled else ds
+
+
+def generate_and_filter(cfg: CogumiConfig, limiter, billing: dict[str, Any] | None = None) -> Any:
+    """Read -> teachers -> rule filters, lazily (``billing``: teacher name -> its batches, in batch mode)."""
     import ray.data
 
     cur, rc = cfg.curate, cfg.curate.ray
@@ -124,20 +134,65 @@ def build_dataset(cfg: CogumiConfig, limiter) -> Any:
     check_unique_ids(ds)  # reads only ids and locations, before any teacher is paid
     ds = ds.map_batches(TeacherUDF, batch_format="pyarrow", batch_size=rc.batch_size,
                         compute=ray.data.ActorPoolStrategy(size=rc.teacher_workers), num_cpus=rc.teacher_num_cpus,
-                        fn_constructor_kwargs={"curate_json": curate_json, "limiter": limiter, "cache_uri": cache},
-                        **restarts)
-    ds = ds.map_batches(FilterUDF, batch_format="pyarrow", batch_size=rc.batch_size,
-                        compute=ray.data.ActorPoolStrategy(size=1), num_cpus=rc.filter_num_cpus,
-                        fn_constructor_kwargs={"curate_json": curate_json,
-                                               "student_json": cfg.student.model_dump_json()}, **restarts)
-    if cur.judge.enabled:
+                        fn_constructor_kwargs={"curate_json": curate_json, "limiter": limiter, "cache_uri": cache,
+                                               "billing": billing}, **restarts)
+    return ds.map_batches(FilterUDF, batch_format="pyarrow", batch_size=rc.batch_size,
+                          compute=ray.data.ActorPoolStrategy(size=1), num_cpus=rc.filter_num_cpus,
+                          fn_constructor_kwargs={"curate_json": curate_json,
+                                                 "student_json": cfg.student.model_dump_json()}, **restarts)
+
+
+def judge_rows(ds: Any, cfg: CogumiConfig, limiter, billing: dict[str, Any] | None = None) -> Any:
+    """The judge over ``ds``, lazily (``billing``: the judge's batches, in batch mode)."""
+    import ray.data
+
+    cur, rc = cfg.curate, cfg.curate.ray
+    return ds.map_batches(JudgeUDF, batch_format="pyarrow", batch_size=rc.batch_size,
+                          compute=ray.data.ActorPoolStrategy(size=rc.judge_workers), num_cpus=rc.judge_num_cpus,
+                          fn_constructor_kwargs={"curate_json": cur.model_dump_json(),
+                                                 "judge_json": (cur.judge.model or cfg.judge).model_dump_json(),
+                                                 "limiter": limiter, "cache_uri": cache_uri(cfg),
+                                                 "billing": billing}, max_restarts=rc.actor_max_restarts)
+
+
+def batch_phases(cfg: CogumiConfig, rec, limiter) -> tuple[Any, dict[str, Any]]:
+    """The judged rows (lazy) with teachers and judge in batch mode run through the provider's batch API.
+
+    Teachers first: their requests are planned over the prompts and run to the end; then the
+    filtered rows are written to ``work/filtered`` and the judge's requests planned over them.
+
+    Returns:
+        (dataset, billing per asker) — billing is recorded in the manifest's metrics.
+    """
+    import ray.data
+
+    cur, rc = cfg.curate, cfg.curate.ray
+    ledger, cache = rec.path("batches"), cache_uri(cfg)
+    billing: dict[str, Any] = {}
+    batch_teachers = {t.name: (t.model, t.batch, t.price_in_per_mtok, t.price_out_per_mtok)
+                      for t in cur.teachers if t.mode == "batch"}
+    if batch_teachers:
+        prompts = read_prompts(cur)
+        check_unique_ids(prompts)
+        plan = prompts.map_batches(PlanTeacherRequests, batch_format="pyarrow", batch_size=rc.batch_size,
+                                   compute=ray.data.ActorPoolStrategy(size=1), num_cpus=rc.filter_num_cpus,
+                                   fn_constructor_kwargs={"curate_json": cur.model_dump_json(), "cache_uri": cache})
+        billing |= run_batches(plan, ledger, cache, batch_teachers, rec.fs)
+    ds = generate_and_filter(cfg, limiter, billing)
+    if not cur.judge.enabled:
+        return ds, billing
+    if cur.judge.mode == "batch":
         judge_model = cur.judge.model or cfg.judge
-        ds = ds.map_batches(JudgeUDF, batch_format="pyarrow", batch_size=rc.batch_size,
-                            compute=ray.data.ActorPoolStrategy(size=rc.judge_workers), num_cpus=rc.judge_num_cpus,
-                            fn_constructor_kwargs={"curate_json": curate_json,
-                                                   "judge_json": judge_model.model_dump_json(),
-                                                   "limiter": limiter, "cache_uri": cache}, **restarts)
-    return ds
+        filtered = rec.path("work/filtered")
+        ds.write_parquet(filtered, filesystem=rec.fs, ray_remote_args={"num_cpus": cur.ray.read_num_cpus})
+        ds = ray.data.read_parquet(filtered, filesystem=rec.fs, schema=ROW_SCHEMA)
+        plan = ds.map_batches(PlanJudgeRequests, batch_format="pyarrow", batch_size=rc.batch_size,
+                              compute=ray.data.ActorPoolStrategy(size=1), num_cpus=rc.filter_num_cpus,
+                              fn_constructor_kwargs={"curate_json": cur.model_dump_json(),
+                                                     "judge_json": judge_model.model_dump_json(), "cache_uri": cache})
+        prices = (cur.judge.price_in_per_mtok, cur.judge.price_out_per_mtok)
+        billing |= run_batches(plan, ledger, cache, {"judge": (judge_model, cur.judge.batch, *prices)}, rec.fs)
+    return judge_rows(ds, cfg, limiter, billing.get("judge")), billing
 
 
 def configure_limiter(cfg: CurateConfig):
@@ -166,10 +221,17 @@ def run_curation(cfg: CogumiConfig, rec) -> dict[str, Any]:
     limiter = configure_limiter(cur)
     fs = rec.fs
     work = rec.path("work/judged")
-    if fs.get_file_info(work).type != pafs.FileType.NotFound:
-        fs.delete_dir(work)
-    build_dataset(cfg, limiter).write_parquet(work, filesystem=fs,
-                                              ray_remote_args={"num_cpus": cur.ray.read_num_cpus})
+    if fs.get_file_info(posixpath.dirname(work)).type != pafs.FileType.NotFound:
+        fs.delete_dir(posixpath.dirname(work))
+    batched = any(t.mode == "batch" for t in cur.teachers) or (cur.judge.enabled and cur.judge.mode == "batch")
+    if batched:
+        dataset, billing = batch_phases(cfg, rec, limiter)
+        rec.metrics["batches"] = {who: {"batches": len(b["batch_ids"]), "failed_rows": len(b["failed"]),
+                                        "price_in_per_mtok": b["price_in"], "price_out_per_mtok": b["price_out"]}
+                                  for who, b in billing.items()}
+    else:
+        dataset = build_dataset(cfg, limiter)
+    dataset.write_parquet(work, filesystem=fs, ray_remote_args={"num_cpus": cur.ray.read_num_cpus})
     judged = ray.data.read_parquet(work, filesystem=fs, schema=ROW_SCHEMA)
 
     lookup: dict[str, dict[str, Any]] = {}
@@ -207,6 +269,8 @@ def run_curation(cfg: CogumiConfig, rec) -> dict[str, Any]:
     if jsonl is not None:
         jsonl.close()
     fs.delete_dir(posixpath.dirname(work))
+    if batched:
+        rec.method["batch_ledger"] = BatchLedger(rec.path("batches"), fs).finish()
 
     summary = stats.summary()
     rec.method.update(describe_method(cfg))
@@ -228,12 +292,15 @@ def describe_method(cfg: CogumiConfig) -> dict[str, str]:
     cur = cfg.curate
     judge = cur.judge.model or cfg.judge
     bands, rows = lsh_params(cur.dedup.threshold, cur.dedup.num_perm, cur.dedup.recall_at_threshold)
-    teachers = ", ".join(f"{t.name}={t.model.backend}:{t.model.base_url or t.model.model}" for t in cur.teachers)
+    teachers = ", ".join(f"{t.name}={t.model.backend}:{t.model.base_url or t.model.model}"
+                         + (f" (batch API, {t.batch.discount:g} off unless explicit batch prices)"
+                            if t.mode == "batch" else "") for t in cur.teachers)
     return {
         "prompts": cur.prompts + (f" (limit {cur.limit})" if cur.limit else ""),
         "teachers": teachers,
         "judge": (f"{judge.backend}:{judge.base_url or judge.model}, keep >= {cur.min_judge_score:g}"
                   + (", json_schema output" if cur.judge.structured_output else ", free-text parse"))
+        + (", batch API for first verdicts" if cur.judge.mode == "batch" else "")
         if cur.judge.enabled else "off",
         "filters": (f"tokens {cur.filters.min_tokens}-{cur.filters.max_tokens} ({cfg.student.model} tokenizer), "
                     f"language {cur.filters.language or 'off'} (py3langid), pii {cur.filters.pii}"),

@@ -57,11 +57,12 @@ class CurationStats:
                     self.errors.append(reason if reason.startswith(str(where)) else f"{where}: {reason}")
             if r.get("completion_tokens") is not None or r.get("unanswered_attempts"):
                 self._bill(r.get("teacher") or "?", r.get("prompt_tokens"), r.get("completion_tokens"),
-                           r.get("cost_usd"), r.get("cached"), r.get("unanswered_attempts"), r.get("estimated_usd"))
+                           r.get("cost_usd"), r.get("cached"), r.get("unanswered_attempts"), r.get("estimated_usd"),
+                           r.get("batch_id"))
             if r.get("judge_cached") is not None:
                 self._bill("judge", r.get("judge_prompt_tokens"), r.get("judge_completion_tokens"),
                            r.get("judge_cost_usd"), r.get("judge_cached"), r.get("judge_unanswered"),
-                           r.get("judge_estimated_usd"))
+                           r.get("judge_estimated_usd"), r.get("judge_batch_id"))
             if r.get("quality_score") is not None:
                 self.quality[int(round(r["quality_score"]))] += 1
             elif r.get("judge_scores"):
@@ -77,24 +78,33 @@ class CurationStats:
                 self.pii_rows += bool(r.get("pii"))
 
     def _bill(self, who: str, tin: int | None, tout: int | None, cost: float | None, cached: bool | None,
-              unanswered: int | None = None, estimated: float | None = None) -> None:
-        """Add one row's calls: answered (``tout`` known), cached, and unanswered attempts that may be billed."""
+              unanswered: int | None = None, estimated: float | None = None, batch_id: str | None = None) -> None:
+        """Add one row's calls: answered (``tout`` known), cached, and unanswered attempts that may be billed.
+
+        ``online_equivalent_usd`` is what the same calls cost online: their tokens at the online
+        price plus the estimate for unanswered attempts (equal to ``usd`` for online calls; a batch
+        answer's ``usd`` is at the batch price).
+        """
         s = self.spend[who]
+        pin, pout = self.prices.get(who, (0.0, 0.0))
         if unanswered:
             s["unanswered_calls"] += unanswered
             s["estimated_usd"] += estimated or 0.0
         if tout is None and not cached:
             s["usd"] += cost or 0.0  # only unanswered attempts: their estimate is the whole bill
+            s["online_equivalent_usd"] += cost or 0.0
             return
+        if batch_id and not cached:
+            s["batch_calls"] += 1
         key = "cached_" if cached else ""
         s[f"{key}calls"] += 1
         s[f"{key}prompt_tokens"] += tin or 0
         s[f"{key}completion_tokens"] += tout or 0
         if cached:
-            pin, pout = self.prices.get(who, (0.0, 0.0))
             s["saved_usd"] += ((tin or 0) * pin + (tout or 0) * pout) / 1e6
         else:
             s["usd"] += cost or 0.0
+            s["online_equivalent_usd"] += ((tin or 0) * pin + (tout or 0) * pout) / 1e6 + (estimated or 0.0)
 
     def summary(self) -> dict[str, Any]:
         """The report as a JSON-ready dict."""
@@ -127,6 +137,8 @@ class CurationStats:
             "pii_redacted_rows": self.pii_rows,
             "cost": spend,
             "cost_total_usd": round(sum(s.get("usd", 0.0) for s in self.spend.values()), 6),
+            "cost_total_online_equivalent_usd": round(sum(s.get("online_equivalent_usd", 0.0)
+                                                          for s in self.spend.values()), 6),
             "first_errors": self.errors,
         }
 
@@ -155,13 +167,15 @@ def render_markdown(summary: dict[str, Any], method: dict[str, str]) -> str:
       f"{summary['duplicates_removed']['exact']} exact, {summary['duplicates_removed']['near']} near. "
       f"Rows with PII redacted: {summary['pii_redacted_rows']}. Mean tokens of kept rows: "
       f"{summary['tokens']['mean_kept']}.\n\n")
-    w("## Cost\n\n| who | calls | prompt tok | completion tok | USD | cached calls | USD saved by cache |\n")
-    w("|---|---:|---:|---:|---:|---:|---:|\n")
+    w("## Cost\n\n| who | calls | of which batch | prompt tok | completion tok | USD | online-equivalent USD "
+      "| cached calls | USD saved by cache |\n")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
     for who, s in summary["cost"].items():
-        w(f"| {who} | {int(s.get('calls', 0))} | {int(s.get('prompt_tokens', 0))} | "
-          f"{int(s.get('completion_tokens', 0))} | {s.get('usd', 0.0):.4f} | {int(s.get('cached_calls', 0))} | "
-          f"{s.get('saved_usd', 0.0):.4f} |\n")
-    w(f"\nTotal spent this run: ${summary['cost_total_usd']:.4f}.\n")
+        w(f"| {who} | {int(s.get('calls', 0))} | {int(s.get('batch_calls', 0))} | {int(s.get('prompt_tokens', 0))} | "
+          f"{int(s.get('completion_tokens', 0))} | {s.get('usd', 0.0):.4f} | {s.get('online_equivalent_usd', 0.0):.4f} "
+          f"| {int(s.get('cached_calls', 0))} | {s.get('saved_usd', 0.0):.4f} |\n")
+    w(f"\nTotal spent this run: ${summary['cost_total_usd']:.4f} (online, the same calls: "
+      f"${summary.get('cost_total_online_equivalent_usd', summary['cost_total_usd']):.4f}).\n")
     unanswered = {who: s for who, s in summary["cost"].items() if s.get("unanswered_calls")}
     if unanswered:
         w("Of which estimated: " + ", ".join(

@@ -35,6 +35,7 @@ ROW_SCHEMA = pa.schema([
     ("attempts", pa.int64()),
     ("unanswered_attempts", pa.int64()),  # timed out on the client: may have been billed
     ("estimated_usd", pa.float64()),  # the estimated part of cost_usd (their prompt tokens)
+    ("batch_id", pa.string()),  # the provider batch that answered (batch mode), else null
     ("judge_scores", pa.string()),  # JSON of the rubric parts
     ("quality_score", pa.float64()),
     ("judge_prompt_tokens", pa.int64()),
@@ -43,6 +44,7 @@ ROW_SCHEMA = pa.schema([
     ("judge_cached", pa.bool_()),
     ("judge_unanswered", pa.int64()),
     ("judge_estimated_usd", pa.float64()),
+    ("judge_batch_id", pa.string()),
     ("tokens", pa.int64()),
     ("language", pa.string()),
     ("language_prob", pa.float64()),

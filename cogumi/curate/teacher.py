@@ -67,18 +67,27 @@ class TeacherStep:
         msgs = [{"role": "system", "content": self.cfg.system_prompt}] if self.cfg.system_prompt else []
         return msgs + [{"role": "user", "content": instruction}]
 
+    def request(self, row: dict[str, Any]) -> tuple[TeacherConfig, list[dict[str, str]], SamplingParams] | None:
+        """Who answers an ok row, and with which conversation and settings (None: not ok or nobody takes it)."""
+        if not is_ok(row):
+            return None
+        teacher = assign_teacher(row["id"], row["domain"], row["difficulty"], self.cfg.teachers)
+        if teacher is None:
+            return None
+        return teacher, self.messages(row["instruction"]), sampling_for(self.cfg, row["domain"], self.seed)
+
     def one(self, row: dict[str, Any]) -> dict[str, Any]:
         """Generate one row's response (or mark it error)."""
         if not is_ok(row):
             return row
-        teacher = assign_teacher(row["id"], row["domain"], row["difficulty"], self.cfg.teachers)
-        if teacher is None:
+        call = self.request(row)
+        if call is None:
             return mark(row, ERROR, "teacher", f"no teacher takes domain '{row['domain']}' and difficulty "
                                                f"'{row['difficulty']}' (set teachers[].domains/difficulties)")
+        teacher, messages, params = call
         row["teacher"] = teacher.name
         try:
-            res = self.endpoints[teacher.name].chat(self.messages(row["instruction"]),
-                                                    sampling_for(self.cfg, row["domain"], self.seed))
+            res = self.endpoints[teacher.name].chat(messages, params)
         except RetriesExhausted as exc:
             row["attempts"] = len(exc.failures)
             if exc.unanswered:  # nothing came back, but timed-out attempts may have been billed
@@ -90,7 +99,8 @@ class TeacherStep:
         gen = res.generation
         row.update(response=gen.text, finish_reason=gen.finish_reason, prompt_tokens=gen.usage.prompt_tokens,
                    completion_tokens=gen.usage.completion_tokens, cost_usd=res.cost_usd, cached=res.cached,
-                   attempts=res.attempts, unanswered_attempts=res.unanswered, estimated_usd=res.estimated_usd)
+                   attempts=res.attempts, unanswered_attempts=res.unanswered, estimated_usd=res.estimated_usd,
+                   batch_id=res.batch_id)
         return row
 
     def __call__(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -146,11 +146,12 @@ class BatchLedger:
 
     Args:
         uri: its folder (local path or URI), e.g. ``<run>/curate/batches``.
+        fs: the filesystem ``uri`` is a path on (then ``uri`` is not resolved), e.g. the run's.
     """
 
-    def __init__(self, uri: str):
+    def __init__(self, uri: str, fs: pafs.FileSystem | None = None):
         self.uri = uri
-        self.fs, self.root = resolve_filesystem(uri)
+        self.fs, self.root = (fs, uri) if fs is not None else resolve_filesystem(uri)
         self.fs.create_dir(self.root, recursive=True)
         self._local = isinstance(self.fs, pafs.LocalFileSystem)
         self.events: list[dict[str, Any]] = []

@@ -1,0 +1,132 @@
+"""Batch mode in curation: plan the requests on Ray Data, run them through the provider's batch API.
+
+For teachers in ``mode: batch`` (and the judge in ``mode: batch``) the requests the
+online step would send are planned first, as a Ray Data stage over the rows
+(:class:`PlanTeacherRequests`, :class:`PlanJudgeRequests`: the same conversation,
+settings and cache key, skipping answers already in the response cache). The
+driver then runs them with :class:`~cogumi.endpoints.batch.BatchRunner`, whose
+ledger lives in ``<run>/curate/batches/`` so a killed or resubmitted run picks up
+the same batches. The answers land in the response cache; the online steps then
+find them there and bill them at the batch price
+(:class:`~cogumi.endpoints.metered.BatchBilling`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pyarrow as pa
+
+from cogumi.config_base import ModelConfig
+from cogumi.curate.config import CurateConfig
+from cogumi.curate.judge import QualityJudgeStep
+from cogumi.curate.rows import from_table, is_ok
+from cogumi.curate.teacher import TeacherStep
+from cogumi.endpoints.batch import BatchAPI, BatchLedger, BatchRequest, BatchRunner, chat_body
+from cogumi.endpoints.cache import ResponseCache
+from cogumi.endpoints.config import BatchConfig
+from cogumi.endpoints.limiter import LocalLimiter
+from cogumi.endpoints.metered import BatchBilling, MeteredEndpoint
+from cogumi.endpoints.quality_judge import quality_messages
+
+log = logging.getLogger(__name__)
+REQUEST_SCHEMA = pa.schema([("who", pa.string()), ("key", pa.string()), ("body", pa.string())])
+
+
+def _endpoint(name: str, model: ModelConfig, cfg: CurateConfig, cache: ResponseCache) -> MeteredEndpoint:
+    """An endpoint used only for its cache key (it never calls: no backend is built before a call)."""
+    return MeteredEndpoint(name, model, 0.0, 0.0, cfg.retry, LocalLimiter(), cache)
+
+
+def _table(rows: list[dict[str, str]]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=REQUEST_SCHEMA)
+
+
+class PlanTeacherRequests:
+    """Ray Data step: the batch requests of ok rows whose teacher is in batch mode and not cached yet."""
+
+    def __init__(self, curate_json: str, cache_uri: str):
+        self.cfg = CurateConfig.model_validate_json(curate_json)
+        self.cache = ResponseCache(cache_uri)
+        self.step = TeacherStep(self.cfg, {}, self.cfg.seed)
+        self.endpoints = {t.name: _endpoint(t.name, t.model, self.cfg, self.cache)
+                          for t in self.cfg.teachers if t.mode == "batch"}
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        out = []
+        for row in from_table(batch):
+            call = self.step.request(row)
+            if call is None or call[0].name not in self.endpoints:
+                continue
+            teacher, messages, params = call
+            ep = self.endpoints[teacher.name]
+            key = ep.key(messages, params)
+            if self.cache.lookup(key) is None:
+                out.append({"who": teacher.name, "key": key,
+                            "body": json.dumps(chat_body(ep.model.model, messages, params))})
+        return _table(out)
+
+
+class PlanJudgeRequests:
+    """Ray Data step: the judge's first-attempt batch requests of ok rows not cached yet."""
+
+    def __init__(self, curate_json: str, judge_json: str, cache_uri: str):
+        self.cfg = CurateConfig.model_validate_json(curate_json)
+        self.cache = ResponseCache(cache_uri)
+        self.endpoint = _endpoint("judge", ModelConfig.model_validate_json(judge_json), self.cfg, self.cache)
+        self.step = QualityJudgeStep(self.cfg, self.endpoint)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        out = []
+        params = self.step.params(0)
+        for row in from_table(batch):
+            if not is_ok(row):
+                continue
+            messages = quality_messages(row["instruction"], row["response"])
+            key = self.endpoint.key(messages, params)
+            if self.cache.lookup(key) is None:
+                out.append({"who": "judge", "key": key,
+                            "body": json.dumps(chat_body(self.endpoint.model.model, messages, params))})
+        return _table(out)
+
+
+def run_batches(requests: Any, ledger_uri: str, cache_uri: str,
+                askers: dict[str, tuple[ModelConfig, BatchConfig, float, float]],
+                fs: Any = None) -> dict[str, dict[str, Any]]:
+    """Plan ``requests`` (a Ray Dataset of :data:`REQUEST_SCHEMA`) into the ledger and run every batch to the end.
+
+    Args:
+        askers: name -> (model, batch settings, online input price, online output price).
+        fs: the filesystem ``ledger_uri`` is a path on (the run's); None = resolve it.
+
+    Returns:
+        name -> the :class:`~cogumi.endpoints.metered.BatchBilling` fields (JSON-ready), for the endpoints.
+    """
+    ledger = BatchLedger(ledger_uri, fs)
+    apis = {who: BatchAPI(model) for who, (model, _, _, _) in askers.items()}
+    runner = BatchRunner(ledger, apis, {who: a[1] for who, a in askers.items()}, ResponseCache(cache_uri))
+    try:
+        planned = runner.plan(BatchRequest(r["key"], r["who"], json.loads(r["body"]))
+                              for r in requests.iter_rows())
+        waits = [a[1].max_wait_s for a in askers.values() if a[1].max_wait_s is not None]
+        out = runner.run(max(waits) if waits else None)
+    finally:
+        for api in apis.values():
+            api.close()
+    log.info("batch mode: %d new request(s) planned, %d batch(es), %d row(s) answered", planned, out.submitted,
+             out.rows_ok)
+    billing = {}
+    for who, (_, settings, price_in, price_out) in askers.items():
+        bin_, bout = settings.prices(price_in, price_out)
+        billing[who] = {"batch_ids": out.batch_ids.get(who, []), "failed": out.failed.get(who, {}),
+                        "price_in": bin_, "price_out": bout}
+    return billing
+
+
+def billing_of(spec: dict[str, Any] | None) -> BatchBilling | None:
+    """A :class:`BatchBilling` from :func:`run_batches`' JSON-ready form (None stays None)."""
+    if spec is None:
+        return None
+    return BatchBilling(frozenset(spec["batch_ids"]), dict(spec["failed"]), spec["price_in"], spec["price_out"])
