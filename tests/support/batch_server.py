@@ -130,7 +130,8 @@ class LocalBatchServer(LocalOpenAIServer):
                 gen = self.backend.chat(body["messages"], _params(body))
             usage = {"prompt_tokens": gen.usage.prompt_tokens, "completion_tokens": gen.usage.completion_tokens,
                      "total_tokens": gen.usage.total_tokens}
-            self.batch_paid.append({"custom_id": req["custom_id"], "batch_id": batch_id, **usage})
+            self.batch_paid.append({"custom_id": req["custom_id"], "batch_id": batch_id,
+                                    "structured": body.get("response_format") is not None, **usage})
             outputs.append({"id": rid, "custom_id": req["custom_id"], "error": None, "response": {
                 "status_code": 200, "request_id": rid, "body": {
                     "id": f"chatcmpl-{rid}", "object": "chat.completion", "created": int(time.time()),
