@@ -68,11 +68,11 @@ class RequestGuard:
             await self._reject(scope, receive, send, 413, f"request body larger than {self.max_body_bytes} bytes",
                                "request_too_large")
             return
-        if isinstance(body, dict):  # the client left while sending
+        if not isinstance(body, bytes):  # the disconnect message: the client left while sending
             return
         await self._run(scope, receive, send, body)
 
-    async def _read_body(self, receive: Receive, declared: int | None) -> bytes | dict | None:
+    async def _read_body(self, receive: Receive, declared: int | None) -> bytes | Message | None:
         """The whole body; None when over the limit; the disconnect message when the client left."""
         if declared is not None and declared > self.max_body_bytes:
             return None

@@ -14,7 +14,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-LATENCY_BOUNDS_MS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000]
+LATENCY_BOUNDS_MS: list[float] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000]
 
 
 class ServeMetrics:
@@ -33,13 +33,13 @@ class ServeMetrics:
 
             self._ray = {
                 "requests": metrics.Counter("cogumi_requests", "API requests by endpoint, status and route",
-                                            tag_keys=("endpoint", "status", "route")),
+                                            tag_keys=("endpoint", "status", "route")),  # type: ignore[arg-type]  # ray annotates tag_keys as tuple[str]
                 "latency": metrics.Histogram("cogumi_request_latency_ms", "API request latency (ms)",
-                                             boundaries=LATENCY_BOUNDS_MS, tag_keys=("endpoint", "route")),
+                                             boundaries=LATENCY_BOUNDS_MS, tag_keys=("endpoint", "route")),  # type: ignore[arg-type]  # ray annotates tag_keys as tuple[str]
                 "tokens": metrics.Counter("cogumi_completion_tokens", "completion tokens served by route",
                                           tag_keys=("route",)),
                 "decisions": metrics.Counter("cogumi_route_decisions", "routing decisions by route and reason",
-                                             tag_keys=("route", "reason")),
+                                             tag_keys=("route", "reason")),  # type: ignore[arg-type]  # ray annotates tag_keys as tuple[str]
             }
 
     def request(self, endpoint: str, status: int, route: str, latency_ms: float) -> None:

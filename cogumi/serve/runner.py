@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from cogumi.errors import CogumiError
 from cogumi.serve.config import ServeConfig
@@ -58,7 +59,7 @@ def run_server(cfg: ServeConfig, ray_address: str | None = None, on_ready: Calla
     if not ray.is_initialized() and ray_address is None:
         check_port_free(cfg.host, cfg.port)  # a fresh local cluster: fail before starting Ray
     stop = stop or threading.Event()
-    previous: dict[int, object] = {}
+    previous: dict[int, Any] = {}
 
     def catch_signals() -> None:
         if threading.current_thread() is threading.main_thread():
@@ -131,7 +132,8 @@ def _serve_port(default: int) -> int:
     try:
         from ray.serve.context import _get_global_client
 
-        return int(_get_global_client().http_config.port)
+        client = _get_global_client()
+        return int(client.http_config.port) if client is not None else default
     except Exception:  # noqa: BLE001 - only used to print the URL
         return default
 
