@@ -20,6 +20,7 @@ from cogumi.config import CogumiConfig
 from cogumi.errors import CogumiError
 from cogumi.evaluate import codebench, harness, perplexity, report
 from cogumi.evaluate.failures import to_jsonl
+from cogumi.evaluate.fingerprint import model_inputs
 from cogumi.evaluate.sandbox import sandbox_method
 
 log = logging.getLogger(__name__)
@@ -122,12 +123,12 @@ def benchmark_stage(cfg: CogumiConfig, force: bool = False, save_baseline: bool 
     configure_sandbox(cfg.evaluate.sandbox)  # evaluate.sandbox.require etc. for every program run here
     run = RunDir.open(cfg.run.root, cfg.run.name)
     stage = run.stage(STAGE)
-    cfg_hash = benchmark_hash(cfg)
-    if not force and not save_baseline and stage.can_skip(cfg_hash):
+    cfg_hash, inputs = benchmark_hash(cfg), model_inputs(cfg.student, "student")  # its weights, not its path
+    if not force and not save_baseline and stage.can_skip(cfg_hash, inputs):
         with run.fs.open_input_stream(stage.file("results.json")) as f:
             return {"skipped": True, "stage": stage.path, "results": json.loads(f.read().decode())}
     baseline, baseline_name = load_baseline(run, cfg.evaluate.benchmark.baseline)
-    with stage.begin(cfg_hash) as rec:
+    with stage.begin(cfg_hash, inputs) as rec:
         results, samples = run_parts(cfg)
         write_results(rec, results, samples, baseline, baseline_name, save_baseline)
     return {"skipped": False, "stage": stage.path, "results": results}

@@ -28,6 +28,7 @@ from cogumi.errors import ArtifactError, CogumiError
 from cogumi.evaluate import rayrun, scoring
 from cogumi.evaluate.calls import AnswerStep
 from cogumi.evaluate.failures import failure_records, to_jsonl
+from cogumi.evaluate.fingerprint import model_inputs
 from cogumi.evaluate.judge import PairwiseJudgeStep
 from cogumi.evaluate.prompts import digest_rows, load_prompts, select
 
@@ -243,6 +244,9 @@ def compare_stage(cfg: CogumiConfig, label: str = "compare", baseline: str | Non
     run = RunDir.open(cfg.run.root, cfg.run.name)
     stage = run.stage(label)
     cfg_hash, inputs = compare_hash(cfg), {"prompts": digest_rows(rows), "baseline": baseline or ""}
+    inputs |= model_inputs(cfg.student, "student") | model_inputs(cfg.judge, "judge")  # weights, not paths
+    if cc.reference is not None:
+        inputs |= model_inputs(cc.reference, "reference")
     if not force and stage.can_skip(cfg_hash, inputs):
         with run.fs.open_input_stream(stage.file("results.json")) as f:
             return {"skipped": True, "stage": stage.path, "results": json.loads(f.read().decode())}

@@ -18,6 +18,7 @@ from cogumi.config import CogumiConfig
 from cogumi.evaluate import rayrun
 from cogumi.evaluate.distill import DistillStep
 from cogumi.evaluate.failures import to_jsonl
+from cogumi.evaluate.fingerprint import model_inputs
 from cogumi.evaluate.prompts import digest_rows, load_prompts, select
 
 STAGE = "distill"
@@ -133,7 +134,8 @@ def distill_stage(cfg: CogumiConfig, force: bool = False) -> dict[str, Any]:
     rows = select(load_prompts(dc.prompts), list(dc.categories), dc.limit, split=dc.split)
     run = RunDir.open(cfg.run.root, cfg.run.name)
     stage = run.stage(STAGE)
-    cfg_hash, inputs = distill_hash(cfg), {"prompts": digest_rows(rows)}
+    cfg_hash = distill_hash(cfg)
+    inputs = {"prompts": digest_rows(rows), **model_inputs(cfg.student, "student")}  # its weights, not its path
     if not force and stage.can_skip(cfg_hash, inputs):
         with run.fs.open_input_stream(stage.file("stats.json")) as f:
             stats = json.loads(f.read().decode())
