@@ -99,7 +99,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except ValidationError as exc:
         text = Path(path).read_text() if path is not None else ""
         where = source + (f" + overrides {overrides}" if overrides else "")
-        raise ConfigError(describe_validation_error(exc, text), where,
+        raise ConfigError(describe_validation_error(exc, text, root=CogumiConfig), where,
                           "correct the key(s) named above; `cogumi config` prints every key with its default") from None
 
 
@@ -119,15 +119,23 @@ def _apply_override(raw: dict[str, Any], item: str, source: str) -> None:
     node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
 
 
-def describe_validation_error(exc: ValidationError, yaml_text: str = "", what: str = "invalid config") -> str:
-    """One line per failed field: its dotted path, the YAML line when known, what was wrong and the value given."""
+def describe_validation_error(exc: ValidationError, yaml_text: str = "", what: str = "invalid config",
+                              root: type[BaseModel] | None = None) -> str:
+    """One line per failed field: its dotted path, the YAML line when known, what was wrong and the value given.
+
+    Args:
+        exc: the error.
+        yaml_text: the YAML the values came from (for line numbers), if any.
+        what: the message's prefix.
+        root: the model validated, to list the allowed keys next to an unknown one (None: no list).
+    """
     lines = []
     for err in exc.errors():
         loc = ".".join(str(x) for x in err["loc"]) or "<root>"
         line = _yaml_line(yaml_text, err["loc"])
         at = f" (line {line})" if line else ""
         if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(err["loc"][:-1])
+            allowed = _allowed_keys(err["loc"][:-1], root) if root is not None else []
             lines.append(f"unknown key '{loc}'{at}" + (f", allowed here: {', '.join(allowed)}" if allowed else ""))
         else:
             got = err.get("input")
@@ -159,9 +167,9 @@ def _yaml_line(text: str, loc: tuple) -> int | None:
     return line
 
 
-def _allowed_keys(loc: tuple) -> list[str]:
-    """Field names of the section at ``loc`` (best effort, for error messages)."""
-    model: Any = CogumiConfig
+def _allowed_keys(loc: tuple, root: type[BaseModel]) -> list[str]:
+    """Field names of the section at ``loc`` under ``root`` (best effort, for error messages)."""
+    model: Any = root
     for part in loc:
         if isinstance(part, int):
             continue
