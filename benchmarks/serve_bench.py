@@ -1,22 +1,26 @@
-"""Serving benchmark: router overhead, adapter switch latency, throughput vs llama-cpp-python's server.
+"""Serving benchmark: continuous batching vs llama.cpp's servers, router overhead, adapter switch.
 
-    python benchmarks/serve_bench.py                 # prints JSON, updates the serve section of BENCHMARKS.md
+    python benchmarks/serve_bench.py                 # prints JSON, writes the batching section of BENCHMARKS.md
     python benchmarks/serve_bench.py --no-write      # print only
+    python benchmarks/serve_bench.py --cpp-server /work/build-llama-server/build/bin/llama-server
 
-One run, one machine, interleaved where it matters:
+One run, one machine, same GGUF (embedded SmolLM2-135M), prompts, ``max_tokens``
+(64), greedy, and the same llama.cpp thread count (``--threads``, default all cores):
 
 1. Router overhead: p50 latency of 1-token answers sent (a) straight to the
-   ``BaseModel`` deployment handle and (b) through HTTP -> proxy -> ``Router`` ->
-   ``BaseModel`` (model ``cogumi/base``), interleaved; (c) the routing decision
-   alone as the router reports it (``latency_ms.route``) for auto-routed calls.
-   Goal: (b) - (a) <= 5 ms.
-2. Adapter switch: p50 ``switch_ms`` the ``Modifiers`` replica reports while
-   requests alternate between two GGUF LoRA adapters (random rank-8 adapters made
-   for the run; no trained adapters are needed to time a switch). Goal <= 50 ms.
-3. Aggregate completion tokens/s at concurrency 1 and 8, same GGUF, same prompts,
-   ``max_tokens`` 64, greedy: the Cogumi app (route ``cogumi/base``, 2 base
-   replicas x 1 thread) vs ``python -m llama_cpp.server`` (2 threads). Goal at
-   concurrency 8: >= 1.5x.
+   ``BaseModel`` deployment handle, (b) through HTTP -> proxy -> ``Router`` ->
+   ``BaseModel`` (model ``cogumi/base``), (c) HTTP -> proxy -> ``Router`` alone
+   (``GET /v1/models``, no model call), interleaved; (d) the routing decision as the
+   router reports it. Goal: (b) - (a) <= 5 ms.
+2. Adapter switch: p50 ``switch_ms`` while requests alternate between two LoRAs.
+3. Aggregate completion tokens/s at concurrency 1 and 8 of: the Cogumi app with one
+   ``BaseModel`` replica, batching on (``serve.batching``) and off;
+   ``python -m llama_cpp.server``; llama.cpp's C++ ``llama-server`` (built from the
+   sources vendored in the llama-cpp-python sdist; parallel slots = concurrency) when
+   ``--cpp-server`` is given. Goals at concurrency 8: batching on >= 2.5x off and
+   >= 1.0x llama-server; at concurrency 1: on >= 0.9x off.
+4. Mixed adapters: tokens/s at concurrency 8 with requests spread over base, alpha
+   and beta through the ``Modifiers`` replica (batched in turns per adapter).
 """
 
 from __future__ import annotations
@@ -74,14 +78,15 @@ def wait_http(url: str, timeout: float = 300) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def throughput(base_url: str, model: str, concurrency: int, n: int, max_tokens: int) -> dict:
-    """Aggregate completion tokens/s of ``n`` chat requests at ``concurrency``."""
+async def throughput(base_url: str, model: str | list[str], concurrency: int, n: int, max_tokens: int) -> dict:
+    """Aggregate completion tokens/s of ``n`` chat requests at ``concurrency`` (a list of models: round-robin)."""
     sem = asyncio.Semaphore(concurrency)
+    models = [model] if isinstance(model, str) else model
 
     async def one(http: httpx.AsyncClient, i: int) -> int:
         async with sem:
             r = await http.post("/chat/completions", json={
-                "model": model, "max_tokens": max_tokens, "temperature": 0, "seed": 0,
+                "model": models[i % len(models)], "max_tokens": max_tokens, "temperature": 0, "seed": 0,
                 "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]})
             r.raise_for_status()
             return int(r.json()["usage"]["completion_tokens"])
@@ -95,7 +100,8 @@ async def throughput(base_url: str, model: str, concurrency: int, n: int, max_to
     return {"requests": n, "tokens": sum(tokens), "wall_s": round(wall, 2), "tok_s": round(sum(tokens) / wall, 2)}
 
 
-def bench_cogumi(args, lora_a: Path, lora_b: Path) -> dict:
+def bench_cogumi(args, lora_a: Path, lora_b: Path, batching: bool, extras: bool) -> dict:
+    """One Cogumi app (1 base replica, ``args.threads`` threads); overhead/switch/mixed only when ``extras``."""
     import ray
     from ray import serve
 
@@ -104,54 +110,70 @@ def bench_cogumi(args, lora_a: Path, lora_b: Path) -> dict:
     from cogumi.serve.deployments import APP_NAME, build_app
     from cogumi.serve.worker import gen_request
 
+    tag = "on" if batching else "off"
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     port = free_port()
     cfg = ServeConfig.model_validate({
         "auth": "open-local", "modifiers": {"alpha": str(lora_a), "beta": str(lora_b)},
         "base": {"n_ctx": 1024, "logits_all": True}, "max_tokens_limit": 512,
-        "router_deployment": {"num_cpus": 0.2},
-        "base_deployment": {"num_cpus": 0.8, "n_threads": 1, "min_replicas": args.replicas,
-                            "max_replicas": args.replicas},
-        "modifier_deployment": {"num_cpus": 0.2, "n_threads": 1}})
+        "batching": {"enabled": batching, "slots": 8},
+        "router_deployment": {"num_cpus": 0.1},
+        "base_deployment": {"num_cpus": 1.0, "n_threads": args.threads, "max_ongoing_requests": 32},
+        "modifier_deployment": {"num_cpus": 0.1, "n_threads": args.threads, "max_ongoing_requests": 32}})
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(cfg, environ={}), name=APP_NAME, route_prefix="/")
     url = f"http://127.0.0.1:{port}/v1"
     out: dict = {}
     try:
-        handle = serve.get_deployment_handle("BaseModel", APP_NAME)
-        http = httpx.Client(base_url=url, timeout=300)
-        msgs = [{"role": "user", "content": "Say yes."}]
-        req = gen_request("chat", SamplingParams(max_tokens=1, temperature=0), msgs)
-        direct, routed, decide = [], [], []
-        for i in range(args.overhead_calls + 3):
-            t0 = time.perf_counter()
-            handle.generate.remote(dict(req)).result()
-            d = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            r = http.post("/chat/completions", json={"model": "cogumi/base", "messages": msgs, "max_tokens": 1,
-                                                     "temperature": 0})
-            r.raise_for_status()
-            rt = time.perf_counter() - t0
-            auto = http.post("/chat/completions", json={"model": "cogumi", "messages": msgs, "max_tokens": 1,
-                                                        "temperature": 0}).json()
-            if i >= 3:  # warm-up done
-                direct.append(d * 1000)
-                routed.append(rt * 1000)
-                decide.append(auto["cogumi"]["latency_ms"]["route"])
-        out["router_overhead"] = {"direct_handle_p50_ms": round(p50(direct), 2), "routed_http_p50_ms": round(p50(routed), 2),
-                                  "overhead_p50_ms": round(p50(routed) - p50(direct), 2),
-                                  "route_decision_p50_ms": round(p50(decide), 3), "calls": len(direct)}
-        switches = []
-        for i in range(args.switch_calls + 2):
-            name = "alpha" if i % 2 else "beta"
-            r = http.post("/chat/completions", json={"model": f"cogumi/{name}", "messages": msgs, "max_tokens": 1})
-            r.raise_for_status()
-            if i >= 2:
-                switches.append(_switch_ms(r.json()))
-        out["adapter_switch"] = {"switch_p50_ms": round(p50(switches), 3), "switch_max_ms": round(max(switches), 3),
-                                 "calls": len(switches)}
+        if extras:
+            handle = serve.get_deployment_handle("BaseModel", APP_NAME)
+            http = httpx.Client(base_url=url, timeout=300)
+            msgs = [{"role": "user", "content": "Say yes."}]
+            req = gen_request("chat", SamplingParams(max_tokens=1, temperature=0), msgs)
+            direct, routed, ingress, decide = [], [], [], []
+            for i in range(args.overhead_calls + 3):
+                t0 = time.perf_counter()
+                handle.generate.remote(dict(req)).result()
+                d = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                r = http.post("/chat/completions", json={"model": "cogumi/base", "messages": msgs, "max_tokens": 1,
+                                                         "temperature": 0})
+                r.raise_for_status()
+                rt = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                http.get("/models").raise_for_status()
+                ing = time.perf_counter() - t0
+                auto = http.post("/chat/completions", json={"model": "cogumi", "messages": msgs, "max_tokens": 1,
+                                                            "temperature": 0}).json()
+                if i >= 3:  # warm-up done
+                    direct.append(d * 1000)
+                    routed.append(rt * 1000)
+                    ingress.append(ing * 1000)
+                    decide.append(auto["cogumi"]["latency_ms"]["route"])
+            out["router_overhead"] = {
+                "direct_handle_p50_ms": round(p50(direct), 2), "routed_http_p50_ms": round(p50(routed), 2),
+                "proxy_ingress_only_p50_ms": round(p50(ingress), 2),
+                "overhead_p50_ms": round(p50(routed) - p50(direct), 2),
+                "route_decision_p50_ms": round(p50(decide), 3), "calls": len(direct)}
+            switches = []
+            for i in range(args.switch_calls + 2):
+                name = "alpha" if i % 2 else "beta"
+                r = http.post("/chat/completions", json={"model": f"cogumi/{name}", "messages": msgs,
+                                                         "max_tokens": 1})
+                r.raise_for_status()
+                if i >= 2:
+                    switches.append(_switch_ms(r.json()))
+            out["adapter_switch"] = {"switch_p50_ms": round(p50(switches), 3),
+                                     "switch_max_ms": round(max(switches), 3), "calls": len(switches)}
         for c in (1, 8):
-            out[f"cogumi_c{c}"] = asyncio.run(throughput(url, "cogumi/base", c, args.requests[c], args.max_tokens))
+            out[f"cogumi_{tag}_c{c}"] = asyncio.run(throughput(url, "cogumi/base", c, args.requests[c],
+                                                                args.max_tokens))
+        if extras:
+            out[f"cogumi_{tag}_mixed_c8"] = asyncio.run(throughput(
+                url, ["cogumi/alpha", "cogumi/beta", "cogumi/alpha", "cogumi/beta"], 8, args.requests[8],
+                args.max_tokens))
+            out[f"cogumi_{tag}_one_adapter_c8"] = asyncio.run(throughput(url, "cogumi/alpha", 8, args.requests[8],
+                                                                         args.max_tokens))
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -166,50 +188,90 @@ def _switch_ms(body: dict) -> float:
 def bench_llama_server(args, gguf: Path) -> dict:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", SERVER_SNIPPET, "--model", str(gguf), "--port", str(port),
-                             "--n_threads", str(os.cpu_count()), "--n_ctx", "1024", "--model_alias", "base"],
+                             "--n_threads", str(args.threads), "--n_ctx", "1024", "--model_alias", "base"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     try:
         wait_http(f"http://127.0.0.1:{port}/v1/models")
         url = f"http://127.0.0.1:{port}/v1"
-        return {f"llama_server_c{c}": asyncio.run(throughput(url, "base", c, args.requests[c], args.max_tokens))
+        return {f"llama_cpp_python_c{c}": asyncio.run(throughput(url, "base", c, args.requests[c], args.max_tokens))
                 for c in (1, 8)}
     finally:
         proc.terminate()
         proc.wait(timeout=60)
 
 
+def bench_cpp_server(args, gguf: Path) -> dict:
+    """llama.cpp's own ``llama-server``, started once per concurrency with that many parallel slots."""
+    out = {}
+    for c in (1, 8):
+        port = free_port()
+        cmd = [str(args.cpp_server), "-m", str(gguf), "--port", str(port), "-t", str(args.threads),
+               "-tb", str(args.threads), "-np", str(c), "-c", str(1024 * c), "--no-webui", "-a", "base"]
+        cmd += list(args.cpp_flags)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/health", timeout=120)
+            out[f"llama_server_cpp_c{c}"] = asyncio.run(throughput(f"http://127.0.0.1:{port}/v1", "base", c,
+                                                                   args.requests[c], args.max_tokens))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    out["llama_server_cpp_cmd"] = " ".join(cmd[:1] + ["-m", "<gguf>"] + cmd[3:5] + ["<port>"] + cmd[6:])
+    return out
+
+
+def _ratio(result: dict, a: str, b: str) -> float | None:
+    if a in result and b in result and result[b]["tok_s"]:
+        return round(result[a]["tok_s"] / result[b]["tok_s"], 2)
+    return None
+
+
 def write_section(path: Path, result: dict, command: str) -> None:
-    """Replace (or add) the serve section of BENCHMARKS.md."""
+    """Replace (or add) the batching section of BENCHMARKS.md (the issue-8 serve section stays as it is)."""
     o, s = result["router_overhead"], result["adapter_switch"]
-    rows = "\n".join(
-        f"| {c} | {result[f'cogumi_c{c}']['tok_s']} | {result[f'llama_server_c{c}']['tok_s']} | "
-        f"{result[f'ratio_c{c}']}× |" for c in (1, 8))
-    section = f"""<!-- serve:begin -->
-## Serving: router overhead, adapter switch, throughput (issue 8)
 
-Goals: router overhead ≤ 5 ms (p50, routed vs direct base call), adapter switch ≤ 50 ms,
-aggregate tokens/s at concurrency 8 ≥ 1.5× llama-cpp-python's own server.
+    def tok(key: str) -> str:
+        return str(result[key]["tok_s"]) if key in result else "not run"
 
-Command: `{command}` — run {result['when']} on {result['machine']} (load average at start {result['load']}).
+    rows = "\n".join(f"| {c} | {tok(f'cogumi_on_c{c}')} | {tok(f'cogumi_off_c{c}')} | "
+                     f"{tok(f'llama_cpp_python_c{c}')} | {tok(f'llama_server_cpp_c{c}')} |" for c in (1, 8))
+    g = result["goals"]
+    section = f"""<!-- serve-batching:begin -->
+## Serving engine: continuous batching on llama.cpp (issue 14)
 
-| measure | value | goal |
-|---|---|---|
-| direct `BaseModel` handle call, p50 (1 token) | {o['direct_handle_p50_ms']} ms | |
-| HTTP → proxy → `Router` → `BaseModel`, p50 (1 token) | {o['routed_http_p50_ms']} ms | |
-| router overhead, p50 difference | {o['overhead_p50_ms']} ms | ≤ 5 ms |
-| routing decision alone (cascade, p50) | {o['route_decision_p50_ms']} ms | |
-| adapter switch (llama.cpp LoRA, p50 / max) | {s['switch_p50_ms']} / {s['switch_max_ms']} ms | ≤ 50 ms |
+Command: `{command}` — run {result['when']} on {result['machine']} (load average at start {result['load']};
+a shared, noisy VM: other sessions' jobs ran beside it). Same GGUF (embedded SmolLM2-135M), prompts,
+greedy, {result['max_tokens']} max tokens, {result['threads']} llama.cpp threads everywhere; Cogumi = one
+`BaseModel` replica reached through HTTP → proxy → `Router` (model `cogumi/base`).
 
-| concurrency | Cogumi tok/s | llama_cpp.server tok/s | ratio |
-|---|---|---|---|
+Aggregate completion tokens/s:
+
+| concurrency | Cogumi batching on | Cogumi batching off | llama_cpp.server (Python) | llama-server (C++, slots = concurrency) |
+|---|---|---|---|---|
 {rows}
 
+| goal | measured | met |
+|---|---|---|
+| c=8: batching on ≥ 2.5× off | {g['on_vs_off_c8']}× | {g['on_vs_off_c8_met']} |
+| c=8: batching on ≥ 1.0× llama-server (C++) | {g['on_vs_cpp_c8']}× | {g['on_vs_cpp_c8_met']} |
+| c=1: batching on ≥ 0.9× off | {g['on_vs_off_c1']}× | {g['on_vs_off_c1_met']} |
+| router overhead (routed − direct, p50) ≤ 5 ms | {o['overhead_p50_ms']} ms | {g['overhead_met']} |
+
+Router path (1-token answers, p50): direct `BaseModel` handle {o['direct_handle_p50_ms']} ms; HTTP → proxy →
+`Router` alone (`GET /v1/models`) {o['proxy_ingress_only_p50_ms']} ms; HTTP → proxy → `Router` → `BaseModel`
+{o['routed_http_p50_ms']} ms; routing decision {o['route_decision_p50_ms']} ms. Adapter switch p50 / max:
+{s['switch_p50_ms']} / {s['switch_max_ms']} ms.
+
+Mixed adapters (`Modifiers` replica, batching on, c=8): one adapter (`alpha`) {tok('cogumi_on_one_adapter_c8')} tok/s;
+requests alternating `alpha`/`beta` {tok('cogumi_on_mixed_c8')} tok/s (each adapter group decodes in its own
+turn, so two groups take two decode steps per round).
+
 {result['note']}
-<!-- serve:end -->"""
+<!-- serve-batching:end -->"""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if "<!-- serve:begin -->" in text:
-        head, rest = text.split("<!-- serve:begin -->", 1)
-        text = head + section + rest.split("<!-- serve:end -->", 1)[1]
+    if "<!-- serve-batching:begin -->" in text:
+        head, rest = text.split("<!-- serve-batching:begin -->", 1)
+        text = head + section + rest.split("<!-- serve-batching:end -->", 1)[1]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)
@@ -217,12 +279,14 @@ Command: `{command}` — run {result['when']} on {result['machine']} (load avera
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--replicas", type=int, default=2, help="BaseModel replicas (1 llama.cpp thread each)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="llama.cpp threads for every server")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--overhead-calls", type=int, default=30)
     ap.add_argument("--switch-calls", type=int, default=20)
-    ap.add_argument("--c1-requests", type=int, default=6)
+    ap.add_argument("--c1-requests", type=int, default=4)
     ap.add_argument("--c8-requests", type=int, default=24)
+    ap.add_argument("--cpp-server", type=Path, default=None, help="llama.cpp's llama-server binary")
+    ap.add_argument("--cpp-flags", nargs="*", default=[], help="extra llama-server flags (e.g. --no-repack)")
     ap.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
@@ -237,18 +301,29 @@ def main() -> None:
     lora_b = write_gguf_lora(gguf, tmp / "beta.gguf", rank=8, scale=0.05, seed=2)
     load = os.getloadavg()[0]
     result = {"when": datetime.now().strftime("%Y-%m-%d %H:%M"), "load": round(load, 2),
-              "machine": f"{os.cpu_count()} vCPU, {sys.platform}", "max_tokens": args.max_tokens}
-    result |= bench_cogumi(args, lora_a, lora_b)
+              "machine": f"{os.cpu_count()} vCPU, {sys.platform}", "max_tokens": args.max_tokens,
+              "threads": args.threads}
+    result |= bench_cogumi(args, lora_a, lora_b, batching=True, extras=True)
+    result |= bench_cogumi(args, lora_a, lora_b, batching=False, extras=False)
     result |= bench_llama_server(args, gguf)
-    for c in (1, 8):
-        result[f"ratio_c{c}"] = round(result[f"cogumi_c{c}"]["tok_s"] / result[f"llama_server_c{c}"]["tok_s"], 2)
-    result["note"] = (f"Cogumi: {args.replicas} `BaseModel` replicas × 1 llama.cpp thread, no batched decoding "
-                      "(each replica answers one request at a time); llama_cpp.server: one model, "
-                      f"{os.cpu_count()} threads, requests serialised. Greedy, {args.max_tokens} max tokens, "
-                      "same GGUF (embedded SmolLM2-135M Q4_1) and prompts.")
+    if args.cpp_server:
+        result |= bench_cpp_server(args, gguf)
+    on_off8, on_off1 = _ratio(result, "cogumi_on_c8", "cogumi_off_c8"), _ratio(result, "cogumi_on_c1", "cogumi_off_c1")
+    on_cpp8 = _ratio(result, "cogumi_on_c8", "llama_server_cpp_c8")
+    result["goals"] = {
+        "on_vs_off_c8": on_off8, "on_vs_off_c8_met": "yes" if (on_off8 or 0) >= 2.5 else "no",
+        "on_vs_cpp_c8": on_cpp8, "on_vs_cpp_c8_met": "not run" if on_cpp8 is None else
+        ("yes" if on_cpp8 >= 1.0 else "no"),
+        "on_vs_off_c1": on_off1, "on_vs_off_c1_met": "yes" if (on_off1 or 0) >= 0.9 else "no",
+        "overhead_met": "yes" if result["router_overhead"]["overhead_p50_ms"] <= 5 else "no"}
+    result["note"] = (f"Requests: {args.c1_requests} at c=1, {args.c8_requests} at c=8 (after one warm-up each). "
+                      "Cogumi batching on: `serve.batching` slots 8, one llama.cpp context decoding every live "
+                      "sequence per step; off: llama-cpp-python one request at a time. "
+                      + (f"llama-server: `{result.get('llama_server_cpp_cmd')}`." if args.cpp_server else
+                         "llama-server (C++) was not run in this invocation (no --cpp-server)."))
     print(json.dumps(result, indent=2))
     if not args.no_write:
-        write_section(args.out, result, "python benchmarks/serve_bench.py")
+        write_section(args.out, result, " ".join(["python", "benchmarks/serve_bench.py", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -58,6 +58,20 @@ class BatchingSettings(Section):
     n_batch: int = Field(512, ge=16, description="most tokens per llama_decode call (prompt chunks are cut to fit)")
 
 
+class VllmSettings(Section):
+    """GPU serving on vLLM (the optional ``gpu`` extra): the base and its modifiers as LoRA adapters of one engine.
+
+    On, the ``BaseModel`` and ``Modifiers`` deployments run vLLM's engine over
+    ``serve.base.model`` (an HF checkpoint, backend ``transformers``) with PEFT adapters;
+    give those deployments ``num_gpus``. Off (default): llama.cpp / transformers as configured.
+    """
+
+    enabled: bool = Field(False, description="serve with vLLM (needs CUDA and `pip install .[gpu]`)")
+    max_loras: int = Field(4, ge=1, description="LoRA adapters resident on the GPU at once (vLLM max_loras)")
+    max_lora_rank: int = Field(16, ge=1)
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+
+
 class RoutingSettings(Section):
     """How a request picks base or modifier.
 
@@ -106,6 +120,7 @@ class ServeConfig(Section):
     modifiers: dict[str, str] = Field(default_factory=dict, description="domain -> adapter path (overrides dir)")
     max_adapters_per_replica: int = Field(3, ge=1, description="multiplexed adapters kept loaded per replica")
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
+    vllm: VllmSettings = Field(default_factory=VllmSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     auth_failures: AuthFailureSettings = Field(default_factory=AuthFailureSettings)
@@ -118,6 +133,13 @@ class ServeConfig(Section):
     base_deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
     modifier_deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
     chat_page: bool = Field(True, description="serve the chat page at /")
+
+    @model_validator(mode="after")
+    def _vllm_needs_hf(self) -> ServeConfig:
+        if self.vllm.enabled and self.base.backend != "transformers":
+            raise ValueError("serve.vllm.enabled needs serve.base.backend 'transformers' (an HF checkpoint; "
+                             "vLLM adapters are PEFT folders)")
+        return self
 
     @model_validator(mode="after")
     def _domain_names(self) -> ServeConfig:

@@ -27,7 +27,7 @@ from ray.serve.handle import DeploymentHandle
 from cogumi.config_base import ModelConfig
 from cogumi.serve.api import create_app
 from cogumi.serve.auth import load_key_digests
-from cogumi.serve.config import BatchingSettings, DeploymentSettings, ServeConfig
+from cogumi.serve.config import BatchingSettings, DeploymentSettings, ServeConfig, VllmSettings
 from cogumi.serve.metrics import ServeMetrics
 from cogumi.route.loader import load_router
 from cogumi.serve.service import ChatService
@@ -41,10 +41,14 @@ APP_NAME = "cogumi"
 class BaseModel:
     """The base model alone (with token logprobs for the confidence cascade)."""
 
-    def __init__(self, model: dict[str, Any], batching: dict[str, Any] | None = None):
-        self.worker = ModelWorker(ModelConfig.model_validate(model), None, _batching(batching))
+    def __init__(self, model: dict[str, Any], batching: dict[str, Any] | None = None,
+                 vllm: dict[str, Any] | None = None, adapters: dict[str, str] | None = None):
+        # on vLLM the base replica serves the adapters too (one engine, LoRAs per request)
+        self.worker = ModelWorker(ModelConfig.model_validate(model), adapters, _batching(batching),
+                                  VllmSettings.model_validate(vllm) if vllm else None)
 
     async def generate(self, req: dict[str, Any]) -> dict[str, Any]:
+        req.setdefault("adapter", None)
         # Serve cancels this task when the caller's request is cancelled (client gone): stop generating
         return await call_in_thread(lambda stop: self.worker.generate(req, stop))
 
@@ -196,6 +200,11 @@ def build_app(cfg: ServeConfig, environ: dict[str, str] | None = None) -> serve.
     adapters = resolve_adapters(cfg.adapters_dir, cfg.modifiers, cfg.base.backend)
     base_model = cfg.base.model_copy(update={"n_threads": _threads(cfg.base_deployment, cfg.base)})
     batching = cfg.batching.model_dump()
+    if cfg.vllm.enabled:  # one vLLM engine serves base and modifiers (LoRA per request): no Modifiers replica
+        base = BaseModel.options(**deployment_options(cfg.base_deployment)).bind(
+            base_model.model_dump(), batching, cfg.vllm.model_dump(), adapters)
+        return RouterIngress.options(**deployment_options(cfg.router_deployment)).bind(
+            base, base, sorted(adapters), cfg.model_dump(mode="json"), digests)
     base = BaseModel.options(**deployment_options(cfg.base_deployment)).bind(base_model.model_dump(), batching)
     mods = None
     if adapters:

@@ -36,7 +36,7 @@ from cogumi.errors import ModelLoadError
 from cogumi.models.inference import Generation, SamplingParams, TokenLogprob, Usage, make_backend
 from cogumi.serve.adapters import AdapterSet, make_adapter_set
 from cogumi.serve.cancel import CancelHook
-from cogumi.serve.config import BatchingSettings
+from cogumi.serve.config import BatchingSettings, VllmSettings
 
 _PARAM_KEYS = {f for f in SamplingParams.__dataclass_fields__}
 
@@ -77,15 +77,24 @@ class ModelWorker:
         model: the base model config (any backend of the inference interface).
         adapters: domain -> adapter path, loadable on demand (None: base only).
         batching: continuous batching settings (None or disabled: one request at a time).
+        vllm: vLLM settings; enabled, the worker runs a :class:`~cogumi.models.inference.vllm_backend.VllmEngine`
+            (adapters as vLLM LoRAs) and loads no other backend.
     """
 
     def __init__(self, model: ModelConfig, adapters: dict[str, str] | None = None,
-                 batching: BatchingSettings | None = None):
+                 batching: BatchingSettings | None = None, vllm: VllmSettings | None = None):
         self.cfg = model
-        self.backend = make_backend(model)
+        self.vllm: Any = None
+        if vllm is not None and vllm.enabled:
+            from cogumi.models.inference.vllm_backend import VllmEngine
+
+            self.vllm = VllmEngine(model.model, adapters, vllm.max_loras, vllm.max_lora_rank, model.n_ctx,
+                                   vllm.gpu_memory_utilization)
+        self.backend = self.vllm if self.vllm is not None else make_backend(model)
         self.n_ctx = model.n_ctx
         self.paths = dict(adapters or {})
-        self.adapters: AdapterSet | None = make_adapter_set(self.backend) if adapters is not None else None
+        self.adapters: AdapterSet | None = (make_adapter_set(self.backend)
+                                            if adapters is not None and self.vllm is None else None)
         self._lock = threading.Lock()  # one generation (and its adapter) at a time per worker
         self._cancel = CancelHook(self.backend)
         self.engine: Any = None
@@ -93,14 +102,17 @@ class ModelWorker:
         if batching is not None and batching.enabled and self.backend.name == "llamacpp":
             from cogumi.models.inference.llamacpp_batch import BatchEngine, ChatPrompts
 
-            self.engine = BatchEngine(self.backend.llm, batching.slots, model.n_ctx,
-                                      model.n_threads or os.cpu_count() or 1, batching.n_batch)
-            self.prompts = ChatPrompts(self.backend.llm)
+            llm: Any = getattr(self.backend, "llm")
+            self.engine = BatchEngine(llm, batching.slots, model.n_ctx, model.n_threads or os.cpu_count() or 1,
+                                      batching.n_batch)
+            self.prompts = ChatPrompts(llm)
 
     # ------------------------------------------------------------------ adapters
 
     def load_adapter(self, name: str) -> None:
         """Load adapter ``name`` next to the base (no-op when loaded)."""
+        if self.vllm is not None and name in self.paths:
+            return  # vLLM loads LoRAs on demand (max_loras resident)
         if self.adapters is None or name not in self.paths:
             raise RequestError(f"unknown modifier '{name}'", 404, "model_not_found", "model")
         with self._lock:
@@ -177,7 +189,7 @@ class ModelWorker:
     # ------------------------------------------------------------------ batched generation
 
     def _batched(self, req: dict[str, Any]) -> bool:
-        return self.engine is not None and not req["params"].get("response_format")
+        return self.vllm is not None or (self.engine is not None and not req["params"].get("response_format"))
 
     def _ensure_adapter(self, name: str | None) -> None:
         if name is None:
@@ -195,6 +207,9 @@ class ModelWorker:
         from cogumi.models.inference.llamacpp_batch import BatchRequest, events
 
         params = SamplingParams(**req["params"])
+        if self.vllm is not None:
+            yield from self._vllm_events(req, params, stop or threading.Event())
+            return
         self._ensure_adapter(req.get("adapter"))
         if req["kind"] == "chat":
             validate_messages(req["messages"])
@@ -209,6 +224,15 @@ class ModelWorker:
                 tokens, params, req.get("adapter"), stop, emit, logprobs=want_logprobs))
         except ValueError as exc:  # prompt + max_tokens beyond a slot's context
             raise RequestError(str(exc), 400, "context_length_exceeded", "messages") from None
+
+    def _vllm_events(self, req: dict[str, Any], params: SamplingParams,
+                     stop: threading.Event) -> Iterator[dict[str, Any]]:
+        name = req.get("adapter")
+        if name is not None and name not in self.paths:
+            raise RequestError(f"unknown modifier '{name}'", 404, "model_not_found", "model")
+        prompt = self.vllm.prompt(req["messages"]) if req["kind"] == "chat" else req["prompt"]
+        want_logprobs = params.logprobs or bool(req.get("chosen_logprobs"))
+        yield from self.vllm.run(prompt, params, name, want_logprobs, stop)
 
     def _engine_answer(self, req: dict[str, Any], done: dict[str, Any]) -> dict[str, Any]:
         if done["finish_reason"] == "error":
@@ -270,7 +294,7 @@ class ModelWorker:
         """
         import numpy as np
 
-        llm = self.backend.llm
+        llm: Any = getattr(self.backend, "llm")
         n = int(llm.n_tokens)
         if prompt_tokens < 1 or n <= prompt_tokens:
             return []
@@ -345,6 +369,9 @@ class ModelWorker:
         """Free adapters and the model."""
         if self.engine is not None:
             self.engine.close()
+        if self.vllm is not None:
+            self.vllm.close()
+            return
         if self.adapters is not None:
             self.adapters.close()
         self.backend.close()

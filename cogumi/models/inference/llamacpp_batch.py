@@ -368,7 +368,7 @@ class ChatPrompts:
 
     def tokens(self, messages: list[Message]) -> tuple[list[int], list[str]]:
         """(prompt tokens, stop strings of the template)."""
-        result = self.formatter(messages=messages)
+        result = self.formatter(messages=list[Any](messages))
         toks = self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
         stops = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
         return list(toks), [s for s in stops if s]
