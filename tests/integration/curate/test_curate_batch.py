@@ -112,19 +112,21 @@ def test_killed_between_submit_and_collect_the_rerun_collects_the_same_batches(r
     bserver.delay_s = 6.0  # long enough to kill the driver while the batch is in progress
     cfg = batch_config(tmp_path, bserver, n, judge={"enabled": False})
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(REPO)}
+    log = open(tmp_path / "driver.log", "wb")
     proc = subprocess.Popen([sys.executable, str(REPO / "jobs" / "curate.py"), "--config", str(cfg)],
-                            env=env, cwd=tmp_path, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, cwd=tmp_path, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     ledger = stage(tmp_path) / "batches" / "ledger.jsonl"
     try:
         deadline = time.time() + 180
         while not (ledger.exists() and '"submitted"' in ledger.read_text()):
-            assert proc.poll() is None, "the run ended before submitting"
+            assert proc.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
             assert time.time() < deadline, "the run never submitted a batch"
             time.sleep(0.1)
     finally:
-        os.kill(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)  # the driver alone, as `kill -9 <pid>` would
         proc.wait()
+        log.close()
     submitted = [json.loads(x)["batch_id"] for x in ledger.read_text().splitlines() if '"submitted"' in x]
     assert len(bserver.submissions) == 1 and bserver.batch_paid == []  # killed before the batch finished
 
