@@ -232,7 +232,7 @@ def run_curation(cfg: CogumiConfig, rec) -> dict[str, Any]:
     else:
         dataset = build_dataset(cfg, limiter)
     dataset.write_parquet(work, filesystem=fs, ray_remote_args={"num_cpus": cur.ray.read_num_cpus})
-    judged = ray.data.read_parquet(work, filesystem=fs, schema=ROW_SCHEMA)
+    judged: Any = ray.data.read_parquet(work, filesystem=fs, schema=ROW_SCHEMA)  # ray's UDF types are too narrow
 
     lookup: dict[str, dict[str, Any]] = {}
     if cur.dedup.enabled:

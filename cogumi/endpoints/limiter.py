@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 ACTOR_NAME = "cogumi-rate-limiter"
 NAMESPACE = "cogumi"
@@ -171,5 +172,6 @@ def get_limiter(name: str = ACTOR_NAME):
     """
     import ray
 
-    actor_cls = ray.remote(num_cpus=0, max_concurrency=1, max_restarts=-1, max_task_retries=-1)(RateLimiterActor)
+    remote: Any = ray.remote  # its overloads do not list the actor options
+    actor_cls = remote(num_cpus=0, max_concurrency=1, max_restarts=-1, max_task_retries=-1)(RateLimiterActor)
     return actor_cls.options(name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached").remote()

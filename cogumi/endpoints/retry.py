@@ -59,7 +59,8 @@ def classify(exc: BaseException) -> Failure:
     """
     import openai
 
-    chain, seen = exc, []
+    chain: BaseException | None = exc
+    seen: list[BaseException] = []
     while chain is not None and len(seen) < 5:
         seen.append(chain)
         chain = chain.__cause__ or chain.__context__
@@ -92,9 +93,9 @@ def backoff_delay(attempt: int, policy: RetryConfig, retry_after: float | None =
     Full jitter: uniform in ``[0, min(max_s, base_s * 2**(attempt-1))]``, and never
     less than the server's ``Retry-After`` when it sent one.
     """
-    rng = rng or random
+    uniform = rng.uniform if rng is not None else random.uniform
     ceiling = min(policy.max_s, policy.base_s * 2 ** (attempt - 1))
-    delay = rng.uniform(0.0, ceiling)
+    delay = uniform(0.0, ceiling)
     if policy.honour_retry_after and retry_after is not None:
         delay = max(delay, min(retry_after, policy.max_s * 5))
     return delay
