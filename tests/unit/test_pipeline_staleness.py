@@ -12,24 +12,12 @@ import pytest
 from cogumi.artifacts import DigestCache, RunDir, digest_path, resolve_filesystem
 from cogumi.config import load_config
 from cogumi.errors import ArtifactError
+from tests.support.weights import perturb_weights
 
 
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("COGUMI_CACHE", str(tmp_path / "cache"))
-
-
-def _retrain(model_dir, noise: float) -> None:
-    """Write new weights at the same path (as a retraining does)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(noise * torch.randn_like(p))
-    model.save_pretrained(model_dir)
 
 
 def test_a_standalone_benchmark_reruns_after_retraining_and_skips_when_unchanged(tmp_path, tiny_llama_dir):
@@ -47,7 +35,7 @@ def test_a_standalone_benchmark_reruns_after_retraining_and_skips_when_unchanged
     assert manifest is not None and manifest.inputs == {"student": digest_path(str(student))}
     assert benchmark_stage(cfg)["skipped"] is True  # same weights: up to date
 
-    _retrain(student, noise=0.5)  # same path, same config, new weights
+    perturb_weights(student, student, noise=0.5, seed=1)  # same path, same config, new weights (a retrain)
     again = benchmark_stage(cfg)
     assert again["skipped"] is False
     assert again["results"]["perplexity"]["perplexity"] != first["results"]["perplexity"]["perplexity"]

@@ -49,20 +49,14 @@ def plan_with_trained(tmp_path, tiny_llama_dir):
 
 def _write_merged(cfg, stage: str, src, noise: float) -> None:
     """A finished training stage whose merged model is ``src`` plus Gaussian noise on every weight."""
-    import torch
-    from transformers import AutoModelForCausalLM
+    from tests.support.weights import perturb_weights
 
     run = RunDir.open(cfg.run.root, cfg.run.name)
     with run.stage(stage).begin("h") as rec:
         out = rec.path("merged")
         shutil.copytree(src, out)
         if noise:
-            model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
-            torch.manual_seed(0)
-            with torch.no_grad():
-                for p in model.parameters():
-                    p.add_(noise * torch.randn_like(p))
-            model.save_pretrained(out)
+            perturb_weights(src, out, noise)
 
 
 def test_a_training_stage_that_raises_perplexity_is_rejected_and_the_start_model_kept(plan_with_trained,
