@@ -54,8 +54,13 @@ def resolve_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
         return pafs.LocalFileSystem(), os.path.abspath(uri)
     try:
         return pafs.FileSystem.from_uri(uri)
-    except (ValueError, OSError):  # ArrowInvalid (a ValueError) for schemes pyarrow lacks
+    except ValueError:  # ArrowInvalid (a ValueError) for schemes pyarrow lacks: fsspec may know them
         pass
+    except OSError as exc:  # a scheme pyarrow knows, failing (credentials, region, endpoint): say so
+        why = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ArtifactError(f"cannot open filesystem for '{uri}' ({why})", uri,
+                            "check the URI, the credentials and the endpoint (AWS_ENDPOINT_URL_S3 for an "
+                            "S3-compatible server)") from None
     try:
         import fsspec
         from pyarrow.fs import FSSpecHandler, PyFileSystem

@@ -169,9 +169,12 @@ class PipelinePlan:
         return manifest is not None and manifest.status == "finished" and output in manifest.outputs
 
     def _promoted(self, train_stage: str) -> bool:
-        """Did the stage's gate promote it (True when no gate ran)?"""
+        """Did the stage's gate promote it? True when no gate ran; False when its gate never finished (it decided
+        nothing: a crashed or interrupted gate must not promote)."""
         manifest = self.run.stage(f"gate.{train_stage}").manifest()
-        return manifest is None or manifest.status != "finished" or bool(manifest.metrics.get("promoted", True))
+        if manifest is None:
+            return True
+        return manifest.status == "finished" and bool(manifest.metrics.get("promoted", True))
 
     def _served_adapters(self) -> list[str]:
         """The adapters the modifiers stage promoted (rejected ones are not served)."""

@@ -184,3 +184,13 @@ def test_a_reused_pid_or_another_host_is_not_taken_for_a_live_run(tmp_path):
     stage = _running_manifest_of(tmp_path, os.getppid(), host="elsewhere")
     with stage.begin("h1") as rec:
         assert "on elsewhere" in rec.previous and "cannot be checked" in rec.previous
+
+
+
+def test_a_filesystem_pyarrow_knows_but_cannot_open_is_an_error_naming_the_uri():
+    """pyarrow's own failure (here: hdfs without a JVM) is reported, not hidden behind an fsspec fallback."""
+    from cogumi.artifacts import resolve_filesystem
+    from cogumi.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="cannot open filesystem for 'hdfs://127.0.0.1:9/runs'"):
+        resolve_filesystem("hdfs://127.0.0.1:9/runs")

@@ -129,6 +129,11 @@ def test_a_plan_without_train_continues_from_the_newest_finished_training(cfg):
     with run.stage("gate.train-1b").begin("h") as rec:
         rec.metrics.update(promoted=False, reason="planted")
     assert PipelinePlan(cfg).latest_train == "train"
+    # nor one whose gate crashed before deciding
+    with pytest.raises(RuntimeError), run.stage("gate.train-1b").begin("h"):
+        raise RuntimeError("planted crash")
+    assert run.stage("gate.train-1b").manifest().status == "failed"
+    assert PipelinePlan(cfg).latest_train == "train"
     cfg.run.name = "untrained"  # nothing trained: later stages work on the starting model
     plan = PipelinePlan(cfg)
     assert plan.latest_train is None and plan._student().student == cfg.student
