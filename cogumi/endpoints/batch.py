@@ -40,6 +40,7 @@ from cogumi.endpoints.cache import ResponseCache, durable_write
 from cogumi.endpoints.config import BatchConfig
 from cogumi.errors import CogumiError
 from cogumi.models.inference import Generation, Message, SamplingParams, Usage
+from cogumi.models.inference.openai_backend import chat_request_fields
 
 log = logging.getLogger(__name__)
 CHAT_URL = "/v1/chat/completions"
@@ -63,19 +64,8 @@ class BatchRequest:
 
 def chat_body(model: str, messages: list[Message], params: SamplingParams) -> dict[str, Any]:
     """The ``/v1/chat/completions`` body an online call with these settings sends (same fields, same values)."""
-    body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": params.max_tokens,
-                            "temperature": params.temperature, "top_p": params.top_p}
-    if params.seed is not None:
-        body["seed"] = params.seed
-    if params.stop:
-        body["stop"] = params.stop
-    if params.logprobs:
-        body["logprobs"] = True
-        if params.top_logprobs:
-            body["top_logprobs"] = params.top_logprobs
-    if params.response_format:
-        body["response_format"] = params.response_format
-    return body
+    fields = chat_request_fields(model, params)
+    return {"model": fields.pop("model"), "messages": messages, **fields}  # key order as sent before
 
 
 class BatchAPI:

@@ -18,6 +18,29 @@ from cogumi.models.inference.base import (
 )
 
 
+
+def request_fields(model: str, params: SamplingParams) -> dict[str, Any]:
+    """The sampling fields every completion request sends (chat and raw completions)."""
+    kw: dict[str, Any] = {"model": model, "max_tokens": params.max_tokens,
+                          "temperature": params.temperature, "top_p": params.top_p}
+    if params.seed is not None:
+        kw["seed"] = params.seed
+    if params.stop:
+        kw["stop"] = params.stop
+    return kw
+
+
+def chat_request_fields(model: str, params: SamplingParams) -> dict[str, Any]:
+    """A ``/v1/chat/completions`` request's fields except ``messages`` (online and batch calls share it)."""
+    kw = request_fields(model, params)
+    if params.logprobs:
+        kw["logprobs"] = True
+        if params.top_logprobs:
+            kw["top_logprobs"] = params.top_logprobs
+    if params.response_format:
+        kw["response_format"] = params.response_format
+    return kw
+
 class OpenAIBackend:
     """Talks to ``base_url`` with the ``openai`` client.
 
@@ -42,13 +65,7 @@ class OpenAIBackend:
                                     max_retries=max_retries)
 
     def _kwargs(self, params: SamplingParams) -> dict[str, Any]:
-        kw: dict[str, Any] = {"model": self.model_name, "max_tokens": params.max_tokens,
-                              "temperature": params.temperature, "top_p": params.top_p}
-        if params.seed is not None:
-            kw["seed"] = params.seed
-        if params.stop:
-            kw["stop"] = params.stop
-        return kw
+        return request_fields(self.model_name, params)
 
     def _call(self, fn, **kw):
         try:
@@ -69,13 +86,7 @@ class OpenAIBackend:
         """Chat completion, with token logprobs when ``params.logprobs``."""
         params = params or SamplingParams()
         validate_messages(messages)
-        kw = self._kwargs(params)
-        if params.logprobs:
-            kw["logprobs"] = True
-            if params.top_logprobs:
-                kw["top_logprobs"] = params.top_logprobs
-        if params.response_format:
-            kw["response_format"] = params.response_format
+        kw = chat_request_fields(self.model_name, params)
         t0 = time.perf_counter()
         resp = self._call(self.client.chat.completions.create, messages=messages, **kw)
         latency = time.perf_counter() - t0
