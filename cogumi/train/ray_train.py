@@ -49,8 +49,11 @@ class RayReporter:
         ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=name)
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """What each Ray Train worker runs: place the model on this rank's device, train, report (Ray ignores a return)."""
+def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
+    """What each Ray Train worker runs: place the model on this rank's device, train, report.
+
+    The returned summary becomes ``Result.return_value`` (Train V2): step counts, method, timings.
+    """
     import ray
     import ray.train
     import ray.train.torch
@@ -71,10 +74,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if config.get("pg_marker") and ctx.get_world_rank() == 0:
         _write_placement_group_id(*config["pg_marker"])
     try:
-        run_sft(job, reporter, device=device_str)
+        summary = run_sft(job, reporter, device=device_str)
     finally:
         if reporter._restored:
             shutil.rmtree(reporter._restored, ignore_errors=True)
+    summary["world_size"] = ctx.get_world_size()
+    return summary
 
 
 def _write_placement_group_id(fs: Any, path: str) -> None:
