@@ -157,7 +157,9 @@ def build_trainer(cfg: TrainConfig, job: SFTJob | Any, *, storage_path: str, sto
     # read by the Train controller, which takes these variables from the process that calls fit()
     os.environ[START_TIMEOUT_ENV] = str(cfg.worker_start_timeout_s)
     return TorchTrainer(
-        train_loop_per_worker,
+        # Ray annotates the loop as returning None, but Train V2 hands its return value to
+        # Result.return_value, which write_outputs reads (global_step, method, timings): keep it
+        train_loop_per_worker,  # type: ignore[arg-type]
         train_loop_config={"job": job, "overrides": overrides or {}, "pg_marker": pg_marker},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker=resources),
