@@ -65,7 +65,7 @@ def _session_processes() -> dict[str, Any]:
 
     node = getattr(ray._private.worker, "_global_node", None)  # no public API says who started the cluster
     procs = getattr(node, "all_processes", None) or {}
-    if not procs:
+    if node is None or not procs:
         return {}
     pids = [info.process.pid for infos in procs.values() for info in infos]
     for raylet in (info.process.pid for info in procs.get("raylet", [])):

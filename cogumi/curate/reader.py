@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -114,7 +115,7 @@ class PromptFileDatasource(Datasource):
             for g in range(meta.num_row_groups):
                 n = meta.row_group(g).num_rows
                 tasks.append(ReadTask(
-                    lambda g=g, first=first: _read_row_group(fs, path, g, first, fmt, source, stem),
+                    partial(_read_row_group, fs, path, g, first, fmt, source, stem),
                     BlockMetadata(num_rows=n, size_bytes=None, exec_stats=None, input_files=(self.uri,)),
                     schema=ROW_SCHEMA, per_task_row_limit=per_task_row_limit))
                 first += n
@@ -122,7 +123,7 @@ class PromptFileDatasource(Datasource):
         target = max(1 << 16, min(_SPLIT_BYTES, self.size // max(parallelism, 1) + 1))
         for start, end, line in _line_splits(fs, path, target):
             tasks.append(ReadTask(
-                lambda s=start, e=end, ln=line: _read_range(fs, path, s, e, ln, fmt, source, stem),
+                partial(_read_range, fs, path, start, end, line, fmt, source, stem),
                 BlockMetadata(num_rows=None, size_bytes=end - start, exec_stats=None, input_files=(self.uri,)),
                 schema=ROW_SCHEMA, per_task_row_limit=per_task_row_limit))
         return tasks
@@ -151,7 +152,8 @@ def read_hf(name: str, split: str, config_name: str | None, fmt: str, num_cpus: 
     hf = hf.add_column("_cogumi_row", list(range(len(hf))))
     mapping = fmt if fmt != "auto" else HF_NAMES.get(name.lower(), "auto")
     return ray.data.from_huggingface(hf).map_batches(
-        _map_hf, batch_format="pyarrow", num_cpus=num_cpus,
+        _map_hf,  # type: ignore[arg-type]  # Ray's UDF type has no room for the fn_kwargs below
+        batch_format="pyarrow", num_cpus=num_cpus,
         fn_kwargs={"name": name, "split": split, "fmt": mapping})
 
 

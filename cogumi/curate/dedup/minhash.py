@@ -41,15 +41,14 @@ def shingle_codes(text: str, k: int = 3) -> np.ndarray:
             code = (code << _U64(21)) | (c & _MASK21)
         return np.array([code | _U64(1 << 63)], dtype=_U64)  # tagged: never equals a full k-gram
     n = len(chars) - k + 1
+    codes: np.ndarray = np.zeros(n, dtype=_U64)
     if k <= 3:
-        code = np.zeros(n, dtype=_U64)
         for j in range(k):
-            code = (code << _U64(21)) | chars[j:j + n]
-        return code
-    code = np.zeros(n, dtype=_U64)
+            codes = (codes << _U64(21)) | chars[j:j + n]
+        return codes
     for j in range(k):
-        code = code * _U64(0x100000001B3) + chars[j:j + n]
-    return code
+        codes = codes * _U64(0x100000001B3) + chars[j:j + n]
+    return codes
 
 
 def shingle_set(text: str, k: int = 3) -> np.ndarray:
