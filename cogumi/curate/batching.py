@@ -24,14 +24,15 @@ from cogumi.curate.config import CurateConfig
 from cogumi.curate.judge import QualityJudgeStep
 from cogumi.curate.rows import from_table, is_ok
 from cogumi.curate.teacher import TeacherStep
-from cogumi.endpoints.batch import BatchAPI, BatchLedger, BatchRequest, BatchRunner, chat_body
+from cogumi.endpoints.batch import BatchRequest, billing_of, chat_body, run_batch_requests
 from cogumi.endpoints.cache import ResponseCache
 from cogumi.endpoints.config import BatchConfig
 from cogumi.endpoints.limiter import LocalLimiter
-from cogumi.endpoints.metered import BatchBilling, MeteredEndpoint
+from cogumi.endpoints.metered import MeteredEndpoint
 from cogumi.endpoints.quality_judge import quality_messages
 
 log = logging.getLogger(__name__)
+__all__ = ["PlanJudgeRequests", "PlanTeacherRequests", "billing_of", "run_batches"]
 REQUEST_SCHEMA = pa.schema([("who", pa.string()), ("key", pa.string()), ("body", pa.string())])
 
 
@@ -95,38 +96,6 @@ class PlanJudgeRequests:
 def run_batches(requests: Any, ledger_uri: str, cache_uri: str,
                 askers: dict[str, tuple[ModelConfig, BatchConfig, float, float]],
                 fs: Any = None) -> dict[str, dict[str, Any]]:
-    """Plan ``requests`` (a Ray Dataset of :data:`REQUEST_SCHEMA`) into the ledger and run every batch to the end.
-
-    Args:
-        askers: name -> (model, batch settings, online input price, online output price).
-        fs: the filesystem ``ledger_uri`` is a path on (the run's); None = resolve it.
-
-    Returns:
-        name -> the :class:`~cogumi.endpoints.metered.BatchBilling` fields (JSON-ready), for the endpoints.
-    """
-    ledger = BatchLedger(ledger_uri, fs)
-    apis = {who: BatchAPI(model) for who, (model, _, _, _) in askers.items()}
-    runner = BatchRunner(ledger, apis, {who: a[1] for who, a in askers.items()}, ResponseCache(cache_uri))
-    try:
-        planned = runner.plan(BatchRequest(r["key"], r["who"], json.loads(r["body"]))
-                              for r in requests.iter_rows())
-        waits = [a[1].max_wait_s for a in askers.values() if a[1].max_wait_s is not None]
-        out = runner.run(max(waits) if waits else None)
-    finally:
-        for api in apis.values():
-            api.close()
-    log.info("batch mode: %d new request(s) planned, %d batch(es), %d row(s) answered", planned, out.submitted,
-             out.rows_ok)
-    billing = {}
-    for who, (_, settings, price_in, price_out) in askers.items():
-        bin_, bout = settings.prices(price_in, price_out)
-        billing[who] = {"batch_ids": out.batch_ids.get(who, []), "failed": out.failed.get(who, {}),
-                        "price_in": bin_, "price_out": bout}
-    return billing
-
-
-def billing_of(spec: dict[str, Any] | None) -> BatchBilling | None:
-    """A :class:`BatchBilling` from :func:`run_batches`' JSON-ready form (None stays None)."""
-    if spec is None:
-        return None
-    return BatchBilling(frozenset(spec["batch_ids"]), dict(spec["failed"]), spec["price_in"], spec["price_out"])
+    """Run ``requests``, a Ray Dataset of :data:`REQUEST_SCHEMA` (see :func:`~cogumi.endpoints.batch.run_batch_requests`)."""
+    return run_batch_requests((BatchRequest(r["key"], r["who"], json.loads(r["body"])) for r in requests.iter_rows()),
+                              ledger_uri, cache_uri, askers, fs)

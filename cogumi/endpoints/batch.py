@@ -38,6 +38,7 @@ from cogumi.artifacts import resolve_filesystem
 from cogumi.config_base import ModelConfig
 from cogumi.endpoints.cache import ResponseCache, durable_write
 from cogumi.endpoints.config import BatchConfig
+from cogumi.endpoints.metered import BatchBilling
 from cogumi.errors import CogumiError
 from cogumi.models.inference import Generation, Message, SamplingParams, Usage
 from cogumi.models.inference.openai_backend import chat_request_fields
@@ -403,3 +404,42 @@ class BatchRunner:
             failed.setdefault(s.who, {}).update(s.failed)
             ok += s.ok
         return BatchOutcome(ids, failed, sum(len(v) for v in ids.values()), ok)
+
+
+def run_batch_requests(requests: Iterable[BatchRequest], ledger_uri: str, cache_uri: str,
+                       askers: dict[str, tuple[ModelConfig, BatchConfig, float, float]],
+                       fs: pafs.FileSystem | None = None) -> dict[str, dict[str, Any]]:
+    """Plan ``requests`` into the ledger at ``ledger_uri`` and run every batch of it to the end.
+
+    Args:
+        askers: name -> (model, batch settings, online input price, online output price).
+        fs: the filesystem ``ledger_uri`` is a path on (the run's); None = resolve it.
+
+    Returns:
+        name -> the :class:`~cogumi.endpoints.metered.BatchBilling` fields (JSON-ready), for the endpoints.
+    """
+    ledger = BatchLedger(ledger_uri, fs)
+    apis = {who: BatchAPI(model) for who, (model, _, _, _) in askers.items()}
+    runner = BatchRunner(ledger, apis, {who: a[1] for who, a in askers.items()}, ResponseCache(cache_uri))
+    try:
+        planned = runner.plan(requests)
+        waits = [a[1].max_wait_s for a in askers.values() if a[1].max_wait_s is not None]
+        out = runner.run(max(waits) if waits else None)
+    finally:
+        for api in apis.values():
+            api.close()
+    log.info("batch mode: %d new request(s) planned, %d batch(es), %d row(s) answered", planned, out.submitted,
+             out.rows_ok)
+    billing = {}
+    for who, (_, settings, price_in, price_out) in askers.items():
+        bin_, bout = settings.prices(price_in, price_out)
+        billing[who] = {"batch_ids": out.batch_ids.get(who, []), "failed": out.failed.get(who, {}),
+                        "price_in": bin_, "price_out": bout}
+    return billing
+
+
+def billing_of(spec: dict[str, Any] | None) -> BatchBilling | None:
+    """A :class:`~cogumi.endpoints.metered.BatchBilling` from :func:`run_batch_requests`' JSON-ready form."""
+    if spec is None:
+        return None
+    return BatchBilling(frozenset(spec["batch_ids"]), dict(spec["failed"]), spec["price_in"], spec["price_out"])

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cogumi.config_base import ModelConfig, Section
-from cogumi.endpoints.config import RetryConfig
+from cogumi.endpoints.config import BatchConfig, EndpointMode, RetryConfig
 from cogumi.route.config import EmbeddingSettings
 
 
@@ -40,6 +40,17 @@ class TierSettings(Section):
     rpm: int = Field(600, ge=1)
     tpm: int = Field(1_000_000, ge=1)
     max_tokens: int | None = Field(None, ge=1, description="answer cap; None = modifiers.max_tokens")
+    mode: EndpointMode = Field("online", description="online: one call per prompt; batch: every prompt reaching "
+                                                     "this tier goes through the provider's batch API (OpenAI "
+                                                     "Batch shape) at its batch price")
+    batch: BatchConfig = Field(default_factory=BatchConfig, description="batch files, polling, rounds, prices")
+
+    @model_validator(mode="after")
+    def _batch_needs_http(self) -> TierSettings:
+        if self.mode == "batch" and self.model.backend != "openai":
+            raise ValueError(f"cascade tier '{self.name}': mode batch needs an OpenAI-compatible endpoint "
+                             f"(model.backend openai), got '{self.model.backend}'")
+        return self
 
 
 def _default_tiers() -> list[TierSettings]:
@@ -106,4 +117,8 @@ class ModifiersConfig(Section):
         names = [t.name for t in self.cascade.tiers]
         if len(set(names)) != len(names):
             raise ValueError(f"modifiers.cascade.tiers names must be unique, got {names}")
+        batch = [t.name for t in self.cascade.tiers if t.mode == "batch"]
+        if batch and not self.cascade.use_cache:
+            raise ValueError(f"modifiers.cascade.tiers {batch} are in batch mode, which puts the answers in the "
+                             "response cache: set modifiers.cascade.use_cache=true")
         return self

@@ -22,6 +22,7 @@ import logging
 import posixpath
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow.fs as pafs
@@ -29,10 +30,12 @@ import pyarrow.fs as pafs
 from cogumi.artifacts import RunDir, StageRecorder, digest_path
 from cogumi.config import CogumiConfig, ModelConfig
 from cogumi.endpoints.cache import ResponseCache
-from cogumi.endpoints.metered import MeteredEndpoint
+from cogumi.endpoints.batch import BatchLedger, BatchRequest, billing_of, run_batch_requests
+from cogumi.endpoints.metered import BatchBilling, MeteredEndpoint
 from cogumi.endpoints.limiter import LocalLimiter
 from cogumi.errors import CogumiError
 from cogumi.modifiers.cascade import Cascade, Tier
+from cogumi.modifiers.config import TierSettings
 from cogumi.modifiers.clustering import cluster_failures, clusters_markdown
 from cogumi.modifiers.mining import judge_endpoint, mine
 from cogumi.modifiers.report import render_report, validation_summary
@@ -73,8 +76,13 @@ def modifiers_stage(cfg: CogumiConfig, force: bool = False) -> dict[str, Any]:
     return {"skipped": False, "stage": stage.path, "metrics": metrics}
 
 
-def build_cascade(cfg: CogumiConfig, judge: MeteredEndpoint | None, cache_uri: str | None) -> Cascade:
-    """The teacher cascade of ``modifiers.cascade`` (each tier a metered endpoint)."""
+def build_cascade(cfg: CogumiConfig, judge: MeteredEndpoint | None, cache_uri: str | None,
+                  ledger_uri: str | None = None, fs: Any = None) -> Cascade:
+    """The teacher cascade of ``modifiers.cascade`` (each tier a metered endpoint).
+
+    Tiers in ``mode: batch`` run through their provider's batch API with the ledger at
+    ``ledger_uri`` (on ``fs``), so a killed or rerun stage collects the same batches.
+    """
     mc = cfg.modifiers
     limiter = LocalLimiter()
     cache = ResponseCache(cache_uri) if cache_uri else None
@@ -83,13 +91,29 @@ def build_cascade(cfg: CogumiConfig, judge: MeteredEndpoint | None, cache_uri: s
         limiter.configure(t.name, t.rpm, t.tpm)
         ep = MeteredEndpoint(t.name, t.model, t.price_in_per_mtok, t.price_out_per_mtok, mc.cascade.retry,
                              limiter, cache)
-        tiers.append(Tier(ep, t.max_tokens or mc.max_tokens))
+        prefetch = None
+        if t.mode == "batch":
+            if cache_uri is None or ledger_uri is None:
+                raise CogumiError(f"cascade tier {t.name} is in batch mode but the stage has no response cache or "
+                                  "batch ledger", "modifiers.cascade", "set modifiers.cascade.use_cache=true")
+            prefetch = _batch_prefetch(t, ledger_uri, cache_uri, fs)
+        tiers.append(Tier(ep, t.max_tokens or mc.max_tokens, prefetch))
     kinds = {d: s.verify for d, s in mc.domains.items()}
 
     def check(task: dict[str, Any], answer: str):
         return verify(kinds[task["domain"]], task, answer, judge, mc.min_judge_score, mc.mining.code_timeout_s)
 
     return Cascade(tiers, check, mc.cascade.accept_unverified_last, mc.cascade.concurrency)
+
+
+def _batch_prefetch(t: TierSettings, ledger_uri: str, cache_uri: str,
+                    fs: Any) -> Callable[[list[BatchRequest]], BatchBilling | None]:
+    def prefetch(requests: list[BatchRequest]) -> BatchBilling | None:
+        billing = run_batch_requests(requests, ledger_uri, cache_uri,
+                                     {t.name: (t.model, t.batch, t.price_in_per_mtok, t.price_out_per_mtok)}, fs)
+        return billing_of(billing[t.name])
+
+    return prefetch
 
 
 def run_modifiers_stage(cfg: CogumiConfig, rec: StageRecorder, run: RunDir) -> dict[str, Any]:
@@ -160,9 +184,13 @@ def run_modifiers_stage(cfg: CogumiConfig, rec: StageRecorder, run: RunDir) -> d
     # 3. teacher cascade over the failures
     judge_ep = judge_endpoint(judge_model) if judge_model is not None else None
     cache_uri = mc.cascade.cache or posixpath.join(cfg.run.root.rstrip("/"), "cache", "responses")
-    cascade = build_cascade(cfg, judge_ep, cache_uri if mc.cascade.use_cache else None)
+    batch_tiers = any(t.mode == "batch" for t in mc.cascade.tiers)
+    cascade = build_cascade(cfg, judge_ep, cache_uri if mc.cascade.use_cache else None,
+                            rec.path("batches") if batch_tiers else None, rec.fs)
     answers = cascade.run(failures) if failures else []
     cascade_report = cascade.report(answers)
+    if batch_tiers:
+        rec.method["batch_ledger"] = BatchLedger(rec.path("batches"), rec.fs).finish()
     rec.write_text("cascade.jsonl", "".join(json.dumps(a) + "\n" for a in answers))
     rec.write_json("cascade.json", cascade_report)
     for name, why in cascade_report["down"].items():
