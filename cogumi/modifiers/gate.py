@@ -12,6 +12,7 @@ from typing import Any
 from cogumi.config import ModelConfig
 from cogumi.evaluate.heldout import code_items, math_items, scorer_for
 from cogumi.evaluate.before_after import likelihood_results
+from cogumi.evaluate.paired import PairedResult
 
 SUITES = {"code": code_items, "math": math_items}
 
@@ -25,13 +26,14 @@ def gate_adapter(kind: str, base: ModelConfig, adapter: str, holdout: dict[str, 
         adapter: the adapter as ``base``'s backend loads it (GGUF LoRA or PEFT folder).
         holdout: the ``holdout`` entry of the stage's validation summary.
     """
-    problems, notes = [], []
+    problems: list[str] = []
+    notes: list[str] = []
     delta = holdout.get("delta")
     if delta is not None:
         line = (f"held-out tasks: accuracy {holdout['base_accuracy']} -> {holdout['adapter_accuracy']} "
                 f"(n={holdout['tasks']})")
         (problems if delta < 0 else notes).append(line)
-    results = []
+    results: list[PairedResult] = []
     if kind in SUITES:
         a, b = scorer_for(base), scorer_for(base, adapter=adapter)
         try:

@@ -8,6 +8,7 @@ below ``min_judge_score`` (other domains). :class:`MineUDF` is the pure per-batc
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from cogumi.config_base import ModelConfig
@@ -39,7 +40,7 @@ class MineUDF:
         timeout_s: code sandbox limit.
     """
 
-    def __init__(self, model: ModelConfig, judge: ModelConfig | None, kinds: dict[str, str], max_tokens: int,
+    def __init__(self, model: ModelConfig, judge: ModelConfig | None, kinds: Mapping[str, str], max_tokens: int,
                  min_score: float, timeout_s: float = 10.0):
         self.backend = make_backend(model)
         self.judge = judge_endpoint(judge) if judge is not None else None
@@ -69,7 +70,7 @@ def _plain(v: Any) -> Any:
     return v.tolist() if hasattr(v, "tolist") else v
 
 
-def mine(tasks: list[dict[str, Any]], model: ModelConfig, judge: ModelConfig | None, kinds: dict[str, str],
+def mine(tasks: list[dict[str, Any]], model: ModelConfig, judge: ModelConfig | None, kinds: Mapping[str, str],
          max_tokens: int, min_score: float, *, use_ray: bool = True, batch_size: int = 8, num_cpus: float = 1.0,
          workers: int = 1, timeout_s: float = 10.0) -> list[dict[str, Any]]:
     """Answer and verify every task (Ray Data ``map_batches`` with an actor, or in-process).
@@ -89,8 +90,8 @@ def mine(tasks: list[dict[str, Any]], model: ModelConfig, judge: ModelConfig | N
         return []
     rows = [{"id": str(t["id"]), "domain": t["domain"], "prompt": t["prompt"], "tests": list(t.get("tests") or []),
              "answer": str(t.get("answer", ""))} for t in tasks]
-    args = dict(model=model, judge=judge, kinds=kinds, max_tokens=max_tokens, min_score=min_score,
-                timeout_s=timeout_s)
+    args: dict[str, Any] = dict(model=model, judge=judge, kinds=kinds, max_tokens=max_tokens, min_score=min_score,
+                                timeout_s=timeout_s)
     if use_ray:
         import ray
 
@@ -101,8 +102,8 @@ def mine(tasks: list[dict[str, Any]], model: ModelConfig, judge: ModelConfig | N
             compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=num_cpus)
         out = ds.take_all()
     else:
-        out = MineUDF(**args)({k: [r[k] for r in rows] for k in rows[0]})
-        out = [{k: out[k][i] for k in out} for i in range(len(rows))]
+        columns = MineUDF(**args)({k: [r[k] for r in rows] for k in rows[0]})
+        out = [{k: columns[k][i] for k in columns} for i in range(len(rows))]
     order = {t["id"]: i for i, t in enumerate(tasks)}
     out = sorted((_normal(r) for r in out), key=lambda r: order[r["id"]])
     log.info("mined %d tasks: %d failures", len(out), sum(not r["passed"] for r in out))

@@ -29,7 +29,7 @@ def validation_summary(base_rows: list[dict[str, Any]], mod_rows: list[dict[str,
         losses = sum((m["score"] or 0) < (b["score"] or 0) for b, m in pairs)
         acc_b, acc_m = _acc(bs), _acc(ms)
         entry = {"tasks": len(pairs), "base_accuracy": acc_b, "adapter_accuracy": acc_m,
-                 "delta": round(acc_m - acc_b, 4) if pairs else None,
+                 "delta": round(acc_m - acc_b, 4) if acc_m is not None and acc_b is not None else None,
                  "win_rate": round(wins / len(pairs), 4) if pairs else None,
                  "loss_rate": round(losses / len(pairs), 4) if pairs else None}
         if kind == "judge":
