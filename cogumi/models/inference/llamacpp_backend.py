@@ -6,9 +6,9 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cogumi.errors import ModelLoadError
 from cogumi.models.inference.base import (
@@ -20,6 +20,15 @@ from cogumi.models.inference.base import (
     validate_messages,
 )
 from cogumi.models.loading import check_gguf
+
+if TYPE_CHECKING:
+    from llama_cpp.llama_types import (
+        ChatCompletionRequestMessage,
+        CreateChatCompletionResponse,
+        ChatCompletionStreamResponseDelta,
+        CreateChatCompletionStreamResponse,
+        CreateCompletionResponse,
+    )
 
 
 class LlamaCppBackend:
@@ -80,15 +89,16 @@ class LlamaCppBackend:
             kw.update(logprobs=True, top_logprobs=max(1, params.top_logprobs))
         t0 = time.perf_counter()
         with self._lock:
-            resp = self.llm.create_chat_completion(messages=messages, **kw)
+            resp = cast("CreateChatCompletionResponse",  # not streamed: one response
+                        self.llm.create_chat_completion(messages=_llama_messages(messages), **kw))
         latency = time.perf_counter() - t0
         choice = resp["choices"][0]
         logprobs = None
-        if params.logprobs and choice.get("logprobs"):
+        if params.logprobs and (chosen := choice.get("logprobs")):
             logprobs = [TokenLogprob(t["token"], float(t["logprob"]),
                                      {a["token"]: float(a["logprob"])
                                       for a in (t.get("top_logprobs") or [])[:params.top_logprobs]})
-                        for t in choice["logprobs"].get("content") or []]
+                        for t in chosen.get("content") or []]
         return Generation(choice["message"].get("content") or "", choice.get("finish_reason") or "stop",
                           _usage(resp), self.model_name, self.name, latency, logprobs)
 
@@ -101,7 +111,8 @@ class LlamaCppBackend:
             kw["logprobs"] = max(params.top_logprobs, 1)
         t0 = time.perf_counter()
         with self._lock:
-            resp = self.llm.create_completion(prompt=prompt, **kw)
+            resp = cast("CreateCompletionResponse",  # not streamed: one response
+                        self.llm.create_completion(prompt=prompt, **kw))
         latency = time.perf_counter() - t0
         choice = resp["choices"][0]
         logprobs = None
@@ -109,7 +120,8 @@ class LlamaCppBackend:
         if params.logprobs and lp:
             tops = lp.get("top_logprobs") or [{} for _ in lp["tokens"]]
             logprobs = [TokenLogprob(t, float(p), {k: float(v) for k, v in (top or {}).items()})
-                        for t, p, top in zip(lp["tokens"], lp["token_logprobs"], tops)]
+                        # None only for echoed prompt tokens, and nothing is echoed here
+                        for t, p, top in zip(lp["tokens"], cast("list[float]", lp["token_logprobs"]), tops)]
         return Generation(choice.get("text") or "", choice.get("finish_reason") or "stop", _usage(resp),
                           self.model_name, self.name, latency, logprobs)
 
@@ -118,8 +130,11 @@ class LlamaCppBackend:
         params = params or SamplingParams()
         validate_messages(messages)
         with self._lock:
-            for chunk in self.llm.create_chat_completion(messages=messages, stream=True, **self._kwargs(params)):
-                delta = chunk["choices"][0].get("delta", {}).get("content")
+            chunks = cast("Iterator[CreateChatCompletionStreamResponse]", self.llm.create_chat_completion(
+                messages=_llama_messages(messages), stream=True, **self._kwargs(params)))
+            for chunk in chunks:
+                # an empty delta is the full delta type with no keys set
+                delta = cast("ChatCompletionStreamResponseDelta", chunk["choices"][0].get("delta", {})).get("content")
                 if delta:
                     yield delta
 
@@ -183,7 +198,12 @@ def _llama_response_format(fmt: dict[str, Any]) -> dict[str, Any]:
     return fmt
 
 
-def _usage(resp: dict[str, Any]) -> Usage:
+def _llama_messages(messages: list[Message]) -> list[ChatCompletionRequestMessage]:
+    """The messages as llama-cpp-python types them (same dicts; roles checked by ``validate_messages``)."""
+    return cast("list[ChatCompletionRequestMessage]", messages)
+
+
+def _usage(resp: Mapping[str, Any]) -> Usage:
     u = resp.get("usage") or {}
     return Usage(int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0)))
 
