@@ -68,7 +68,7 @@ def modifiers_stage(cfg: CogumiConfig, force: bool = False) -> dict[str, Any]:
     stage = run.stage(STAGE)
     cfg_hash, inputs = stage_key(cfg)
     if not force and stage.can_skip(cfg_hash, inputs):
-        return {"skipped": True, "stage": stage.path, "metrics": stage.manifest().metrics}
+        return {"skipped": True, "stage": stage.path, "metrics": stage.finished_manifest().metrics}
     if not ray.is_initialized():
         ray.init(ignore_reinit_error=True)
     with stage.begin(cfg_hash, inputs) as rec:
