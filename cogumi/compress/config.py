@@ -125,6 +125,10 @@ class GgufConfig(Section):
         default_factory=lambda: ["Q6_K", "Q8_0"],
         description="with quality.on_fail=fallback: types tried (in order) when no type of `types` passes the "
                     "gate; the f16 export is the last resort")
+    consider_input: bool = Field(
+        True, description="when the input is the student's own GGUF, unchanged (nothing trained was promoted), "
+                          "that file is a candidate too: re-quantising an already quantised model can only "
+                          "make it worse, so it is served when it passes and is the smallest")
 
     @field_validator("types", "fallback_types")
     @classmethod

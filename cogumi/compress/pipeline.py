@@ -71,6 +71,16 @@ def resolve_model(cfg: CogumiConfig) -> Path:
     return check_hf_dir(location, "input")
 
 
+def input_gguf(cfg: CogumiConfig) -> Path | None:
+    """The student's own GGUF file when it is the (unchanged) input, else None."""
+    from cogumi.models.loading import resolve_source
+
+    if cfg.compress.model is not None:
+        return None
+    src = resolve_source(cfg.student)
+    return Path(src.location) if src.kind == "gguf" else None
+
+
 def enabled_steps(cfg: CogumiConfig) -> list[str]:
     """Steps that run under this config, in order."""
     c = cfg.compress
@@ -121,7 +131,7 @@ def execute_step(step: str, cfg: CogumiConfig, model_dir: str, model_digest: str
     if not force and stage.can_skip(config_hash, inputs):
         log.info("compress %s: unchanged, skipped (manifest %s)", step, stage.file("manifest.json"))
         return {"step": step, "skipped": True, **stage.finished_manifest().metrics}
-    env = steps.StepEnv(cfg.compress, run, Path(model_dir))
+    env = steps.StepEnv(cfg.compress, run, Path(model_dir), input_gguf=input_gguf(cfg))
     if step != "baseline":
         env.baseline_ppl = run.stage(steps.stage_name("baseline")).finished_manifest().metrics["ppl"]
     with stage.begin(config_hash, inputs) as rec:

@@ -10,6 +10,7 @@ tasks with manifests.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,9 @@ def stage_name(step: str) -> str:
 GGUF_STAGE = stage_name("gguf")  # holds the GGUFs; its manifest's metrics["served"] names the promoted one
 
 
+INPUT_GGUF = "model-input.gguf"  # the input GGUF, copied into the gguf stage when it is a candidate
+
+
 def gguf_name(qtype: str) -> str:
     """File name of the GGUF of type ``qtype`` (``f16``, ``Q5_K_M``...) in the gguf stage: ``model-q5_k_m.gguf``."""
     return f"model-{qtype.lower()}.gguf"
@@ -50,6 +54,7 @@ class StepEnv:
     run: RunDir
     model_dir: Path
     baseline_ppl: float | None = None
+    input_gguf: Path | None = None  # the GGUF ``model_dir`` was materialised from, when the input is one
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def stage_path(self, step: str, rel: str = "") -> Path:
@@ -202,7 +207,8 @@ def gguf(env: StepEnv, rec: StageRecorder) -> None:
             sources.append((env.model_dir, "input model (every GGUF of the first source was rejected)"))
         for src, label in sources:
             rec.method["source"] = label
-            hf_model, served = _gguf_candidates(env, rec, src, fallback)
+            as_is = env.input_gguf if cfg.consider_input and src == env.model_dir else None
+            hf_model, served = _gguf_candidates(env, rec, src, fallback, as_is)
             if served:
                 break
             log.warning("gguf: no GGUF of the %s passed the quality gate", label)
@@ -215,6 +221,9 @@ def gguf(env: StepEnv, rec: StageRecorder) -> None:
         del hf_model
     rec.metrics["served"] = served
     rec.method["served"] = f"{served} (smallest GGUF that passed the gate)"
+    if served == INPUT_GGUF:
+        rec.method["served"] += (f": the input GGUF as is ({env.input_gguf.name if env.input_gguf else '?'}), "
+                                 "smaller than every re-quantisation that passed")
     if adapters:
         rec.metrics["adapters"] = adapters
     rec.write_json("round_trip.json", {"models": rec.metrics["round_trip"], "adapters": adapters})
@@ -225,8 +234,12 @@ def gguf(env: StepEnv, rec: StageRecorder) -> None:
                             "check the adapter's architecture support, or loosen compress.gguf tolerances")
 
 
-def _gguf_candidates(env: StepEnv, rec: StageRecorder, src: Path, fallback: bool) -> tuple[Any, str | None]:
-    """Export ``src``, quantise, check and gate each type; returns (the HF model, the promoted file or None)."""
+def _gguf_candidates(env: StepEnv, rec: StageRecorder, src: Path, fallback: bool,
+                     as_is: Path | None = None) -> tuple[Any, str | None]:
+    """Export ``src``, quantise, check and gate each type; returns (the HF model, the promoted file or None).
+
+    ``as_is``: the GGUF ``src`` came from, a candidate too (copied in as :data:`INPUT_GGUF`).
+    """
     from cogumi.compress.gguf_check import compare_with_hf, quantize_gguf, verify_gguf
     from cogumi.compress.gguf_export import export_gguf
 
@@ -245,17 +258,24 @@ def _gguf_candidates(env: StepEnv, rec: StageRecorder, src: Path, fallback: bool
 
     def candidate(name: str, qtype: str) -> tuple[int, bool]:
         f16 = qtype in ("F16", "F32")
-        if not f16:
+        if qtype == "input":
+            assert as_is is not None
+            with open(as_is, "rb") as fin, rec.fs.open_output_stream(rec.path(name)) as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+            types[name] = verify_gguf(rec.path(name), "gguf")
+        elif not f16:
             types[name] = quantize_gguf(rec.path(f16_name), rec.path(name), qtype)
         rt = compare_with_hf(rec.path(name), hf_model, tok, prompts, cfg.check_tokens,
                              cfg.f16_max_kl if f16 else cfg.quant_max_kl, cfg.f16_min_top1 if f16 else cfg.quant_min_top1)
         checks[name] = rt.as_dict()
-        if not rt.passed and (f16 or not fallback):
+        if not rt.passed and (f16 or not fallback) and qtype != "input":
             raise GgufFileError(f"llama.cpp output of {name} does not match the HF model within tolerance "
                                 f"(see the gguf manifest's round_trip)", str(env.stage_path("gguf")),
                                 "check the architecture/tokenizer support, or loosen compress.gguf tolerances")
         ppl = quality.llamacpp_perplexity(rec.path(name), env.windows())
-        row, result = _artifact(env, rec, name, Path(rec.path(name)), ppl, f"llama.cpp {qtype} from the {label}")
+        method = f"the input GGUF as is ({as_is.name})" if qtype == "input" and as_is else \
+            f"llama.cpp {qtype} from the {label}"
+        row, result = _artifact(env, rec, name, Path(rec.path(name)), ppl, method)
         if not rt.passed:
             row.update(gate="rejected", rejected=f"round trip vs HF outside tolerance: {rt.as_dict()}")
             return row["bytes"], False
@@ -268,6 +288,10 @@ def _gguf_candidates(env: StepEnv, rec: StageRecorder, src: Path, fallback: bool
         size, ok = candidate(gguf_name(qtype), qtype)
         if ok:
             passing[gguf_name(qtype)] = size
+    if as_is is not None:
+        size, ok = candidate(INPUT_GGUF, "input")
+        if ok:
+            passing[INPUT_GGUF] = size
     if not passing and fallback:
         for qtype in (t for t in cfg.fallback_types if t not in cfg.types):
             size, ok = candidate(gguf_name(qtype), qtype)

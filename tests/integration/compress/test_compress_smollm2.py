@@ -49,3 +49,18 @@ def test_smollm2_full_chain_round_trips(ray_local, embedded_hf_dir, tmp_path):
         assert row["gate"] == ("pass" if row["ppl_change"] <= 0.10 else "warn"), row
     by_name = {r["artifact"]: r for r in rows}
     assert by_name["model-q5_k_m.gguf"]["bytes"] < 0.5 * by_name["model-f16.gguf"]["bytes"]
+
+
+def test_the_students_own_gguf_is_served_when_every_requantisation_is_bigger(ray_local, tmp_path):
+    """The embedded student is already a 4-bit GGUF: re-quantising it must not win by default."""
+    cfg = load_config(None, [f"run.root={tmp_path}", "run.name=asis", "student.model=embedded:smollm2",
+                             "compress.prune.enabled=false", "compress.quantize.enabled=false",
+                             "compress.zstd.enabled=false", "compress.gguf.types=[Q5_K_M]",
+                             "compress.quality.max_tokens=512"])
+    gguf = run_compress(cfg)["steps"]["gguf"]
+    rows = {a["artifact"]: a for a in gguf["artifacts"]}
+    assert gguf["served"] == "model-input.gguf", gguf
+    assert rows["model-input.gguf"]["gate"] == "pass" and "input GGUF as is" in rows["model-input.gguf"]["method"]
+    assert rows["model-input.gguf"]["bytes"] < rows["model-q5_k_m.gguf"]["bytes"]
+    assert (tmp_path / "asis" / "compress.gguf" / "model-input.gguf").is_file()
+    assert gguf["round_trip"]["model-input.gguf"]["passed"]
