@@ -224,7 +224,8 @@ def create_app(service: ChatService, cfg: ServeConfig, key_digests: list[str] | 
         if wanted > cfg.max_tokens_limit:
             raise ApiError(400, f"max_tokens {wanted} is above this server's limit of {cfg.max_tokens_limit}",
                            "invalid_value", "max_tokens")
-        fmt = req.response_format.model_dump(exclude_none=True) if getattr(req, "response_format", None) else None
+        wanted_format = getattr(req, "response_format", None)  # chat requests only
+        fmt = wanted_format.model_dump(exclude_none=True) if wanted_format else None
         if fmt and fmt["type"] == "text":
             fmt = None
         return SamplingParams(max_tokens=wanted, temperature=req.temperature, top_p=req.top_p, seed=req.seed,
@@ -239,10 +240,11 @@ def create_app(service: ChatService, cfg: ServeConfig, key_digests: list[str] | 
         if not req.stream:
             out = await service.answer("chat", messages, params, target)
             _record(metrics, out)
-            return JSONResponse(chat_response(rid, req.model, out.answer, out.transparency(), req.top_logprobs or 0),
+            return JSONResponse(chat_response(rid, req.model, out.full_answer(), out.transparency(),
+                                              req.top_logprobs or 0),
                                 headers=_headers(out, final=True))
         out = await service.stream("chat", messages, params, target)
-        first, rest = await primed(out.events)  # errors before the first token become HTTP errors
+        first, rest = await primed(out.event_stream())  # errors before the first token become HTTP errors
         usage = bool(req.stream_options and req.stream_options.include_usage)
         return StreamingResponse(_chat_sse(rid, req.model, out, first, rest, usage, metrics),
                                  media_type="text/event-stream", headers=_headers(out) | _NO_BUFFER)
@@ -257,14 +259,14 @@ def create_app(service: ChatService, cfg: ServeConfig, key_digests: list[str] | 
             if len(prompts) > 1:
                 raise ApiError(400, "streaming takes a single prompt", "invalid_value", "prompt")
             out = await service.stream("complete", _as_messages(prompts[0]), params, target, prompts[0])
-            first, rest = await primed(out.events)
+            first, rest = await primed(out.event_stream())
             return StreamingResponse(_completion_sse(rid, req.model, out, first, rest, metrics),
                                      media_type="text/event-stream", headers=_headers(out) | _NO_BUFFER)
         outs = [await service.answer("complete", _as_messages(p), params, target, p) for p in prompts]
         for out in outs:
             _record(metrics, out)
         route = outs[0].transparency() if len(outs) == 1 else {"choices": [o.transparency() for o in outs]}
-        return JSONResponse(completion_response(rid, req.model, [o.answer for o in outs], route),
+        return JSONResponse(completion_response(rid, req.model, [o.full_answer() for o in outs], route),
                             headers=_headers(outs[0], final=True))
 
     return app

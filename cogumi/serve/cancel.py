@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 _MARK = "_cogumi_cancellable"
@@ -58,7 +58,7 @@ class CancelHook:
             model.generate = _with_stopping(model.generate, self.current)
 
 
-def _stoppable_tokens(generate: Callable[..., Iterator[int]],
+def _stoppable_tokens(generate: Callable[..., Generator[int, Any, None]],
                       current: Callable[[], threading.Event | None]) -> Callable[..., Iterator[int]]:
     """``Llama.generate`` that ends (as if at ``max_tokens``) once the caller's stop event is set."""
 

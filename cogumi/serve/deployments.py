@@ -19,10 +19,11 @@ import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from ray import serve
-from ray.serve.handle import DeploymentHandle
+from ray.serve import Deployment
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from cogumi.config_base import ModelConfig
 from cogumi.serve.api import create_app
@@ -121,7 +122,7 @@ class HandleClient:
         return await self._h(req).generate.remote(req)
 
     async def stream(self, req: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        gen = self._h(req).options(stream=True).stream.remote(req)
+        gen = cast(DeploymentResponseGenerator, self._h(req).options(stream=True).stream.remote(req))  # streamed
         try:
             async for ev in gen:
                 yield ev
@@ -201,19 +202,25 @@ def build_app(cfg: ServeConfig, environ: dict[str, str] | None = None) -> serve.
     base_model = cfg.base.model_copy(update={"n_threads": _threads(cfg.base_deployment, cfg.base)})
     batching = cfg.batching.model_dump()
     if cfg.vllm.enabled:  # one vLLM engine serves base and modifiers (LoRA per request): no Modifiers replica
-        base = BaseModel.options(**deployment_options(cfg.base_deployment)).bind(
+        base = _deployment(BaseModel).options(**deployment_options(cfg.base_deployment)).bind(
             base_model.model_dump(), batching, cfg.vllm.model_dump(), adapters)
-        return RouterIngress.options(**deployment_options(cfg.router_deployment)).bind(
+        return _deployment(RouterIngress).options(**deployment_options(cfg.router_deployment)).bind(
             base, base, sorted(adapters), cfg.model_dump(mode="json"), digests)
-    base = BaseModel.options(**deployment_options(cfg.base_deployment)).bind(base_model.model_dump(), batching)
+    base = _deployment(BaseModel).options(**deployment_options(cfg.base_deployment)).bind(base_model.model_dump(),
+                                                                                        batching)
     mods = None
     if adapters:
         mod_model = cfg.base.model_copy(update={"logits_all": False,
                                                 "n_threads": _threads(cfg.modifier_deployment, cfg.base)})
-        mods = Modifiers.options(**deployment_options(cfg.modifier_deployment)).bind(
+        mods = _deployment(Modifiers).options(**deployment_options(cfg.modifier_deployment)).bind(
             mod_model.model_dump(), adapters, cfg.max_adapters_per_replica, batching)
-    return RouterIngress.options(**deployment_options(cfg.router_deployment)).bind(
+    return _deployment(RouterIngress).options(**deployment_options(cfg.router_deployment)).bind(
         base, mods, sorted(adapters), cfg.model_dump(mode="json"), digests)
+
+
+def _deployment(decorated: Any) -> Deployment:
+    """A class under ``@serve.deployment`` as what it is at runtime (mypy does not apply class decorators)."""
+    return cast(Deployment, decorated)
 
 
 def _threads(d: DeploymentSettings, model: ModelConfig) -> int:

@@ -65,6 +65,18 @@ class Outcome:
     events: AsyncIterator[dict[str, Any]] | None = None
     router: str = ""
 
+    def full_answer(self) -> dict[str, Any]:
+        """The answer that :meth:`ChatService.answer` set."""
+        if self.answer is None:
+            raise RuntimeError("this outcome has no full answer (it streams its events)")
+        return self.answer
+
+    def event_stream(self) -> AsyncIterator[dict[str, Any]]:
+        """The events that :meth:`ChatService.stream` set."""
+        if self.events is None:
+            raise RuntimeError("this outcome has no event stream (it was answered in full)")
+        return self.events
+
     def transparency(self) -> dict[str, Any]:
         """The ``cogumi`` block returned with every answer."""
         return {**self.decision.as_dict(), "router": self.router,
@@ -78,7 +90,7 @@ class ChatService:
         base: client of the base model deployment.
         modifiers: client of the modifier deployment, or None when none is deployed.
         modifier_names: the domains the modifier deployment can serve.
-        router: a :class:`~cogumi.serve.routing.Router`.
+        router: a :class:`~cogumi.route.contract.Router`.
         routing: the routing settings (escalation switch).
         served_name: the public model name (``cogumi``).
     """
