@@ -55,7 +55,7 @@ def main() -> None:
     load = round(os.getloadavg()[0], 2)
     times: dict[str, list[float]] = {m: [] for m in modes}
     failures: dict[str, int] = {m: 0 for m in modes}
-    for mode, run in modes.items():  # warm-up: probes, page cache
+    for run in modes.values():  # warm-up: probes, page cache
         run(programs[0])
     for _ in range(args.rounds):
         for source in programs:

@@ -294,7 +294,7 @@ class BatchRunner:
             def flush() -> None:
                 nonlocal chunk, size, seq
                 if chunk:
-                    self._new_shard(f"{who}-{seq:05d}", who, 1, chunk)
+                    self._new_shard(f"{who}-{seq:05d}", who, 1, chunk)  # noqa: B023 - called in this iteration only
                     seq, chunk, size = seq + 1, [], 0
 
             for line in lines:

@@ -53,7 +53,8 @@ def load_mbpp(path: str | None = None, limit: int | None = None) -> list[CodePro
     try:
         lines = source.read_text().splitlines()
     except OSError as exc:
-        raise CogumiError(f"cannot read MBPP file ({exc})", str(source), "check evaluate.benchmark.code.mbpp_path")
+        raise CogumiError(f"cannot read MBPP file ({exc})", str(source),
+                          "check evaluate.benchmark.code.mbpp_path") from exc
     out = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
