@@ -9,7 +9,6 @@ import time
 import pytest
 from rich.console import Console
 
-import cogumi.cli  # noqa: F401 - the CLI first: cogumi.pipeline.commands is imported by it
 from cogumi.artifacts import RunDir
 from cogumi.config import load_config
 from cogumi.errors import CogumiError
