@@ -11,6 +11,7 @@ from rich.table import Table
 
 from cogumi.config import CogumiConfig, ModelConfig
 from cogumi.errors import CogumiError
+from cogumi.raycluster import connect
 
 #: (import name, distribution, required, what needs it)
 PACKAGES = (
@@ -46,10 +47,9 @@ def run_checks(cfg: CogumiConfig, ray_address: str | None = None) -> dict[str, A
     embedded = _embedded_status()
     nodes = []
     if ray_address:
-        import ray
 
         try:
-            ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
+            connect(ray_address, log_to_driver=False)
         except Exception as exc:  # noqa: BLE001 - ray raises ConnectionError/RuntimeError variants
             raise CogumiError(f"cannot connect to the Ray cluster ({exc})", ray_address,
                               "start it with `ray start --head` or `ray up cluster.yaml`, or drop --ray-address") from None

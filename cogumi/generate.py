@@ -7,6 +7,7 @@ from typing import Any
 
 from cogumi.config import ModelConfig, SamplingConfig
 from cogumi.models.inference import SamplingParams, make_backend
+from cogumi.raycluster import connect
 
 
 @dataclass
@@ -40,8 +41,7 @@ def run_generate_on_ray(req: GenerateRequest, num_cpus: float = 1.0) -> dict[str
     """Run :func:`run_generate` as a Ray task (joins ``RAY_ADDRESS`` or starts a local Ray)."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(ignore_reinit_error=True, log_to_driver=False)
+    connect(log_to_driver=False)
     num_gpus = 1 if req.model.device == "cuda" else 0
     task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(run_generate)
     return ray.get(task.remote(req))

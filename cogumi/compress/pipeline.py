@@ -26,6 +26,7 @@ from cogumi.compress.errors import CompressError
 from cogumi.compress.report import bar_chart, size_rows, to_markdown
 from cogumi.config import CogumiConfig
 from cogumi.errors import ArtifactError, CogumiError
+from cogumi.raycluster import connect
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +224,7 @@ def run_compress(cfg: CogumiConfig, *, force: bool = False, use_ray: bool = True
 def _on_ray(cfg: CogumiConfig, step: str, args: tuple) -> dict[str, Any]:
     import ray
 
-    if not ray.is_initialized():
-        ray.init(ignore_reinit_error=True, log_to_driver=False)
+    connect(log_to_driver=False)
     gpus = 1 if step in ("prune", "quantize") and _wants_gpu(cfg) else 0
     task = ray.remote(num_cpus=cfg.compress.num_cpus, num_gpus=gpus, max_retries=0)(execute_step)
     try:

@@ -30,6 +30,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from cogumi.artifacts import RunDir, process_alive, process_started
+from cogumi.raycluster import connect
 
 RECORDS = ".local-ray"
 
@@ -43,11 +44,8 @@ def init_ray(address: str | None, run: RunDir | None = None) -> bool:
     Returns:
         True when this call started a local Ray.
     """
-    import ray
-
     started = False
-    if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    if connect(address, log_to_driver=False):
         started = bool(_session_processes())
         if started:
             stop_on_sigterm()

@@ -33,10 +33,9 @@ def _clean(row: dict[str, Any]) -> dict[str, Any]:
 
 def init_ray(address: str | None) -> None:
     """Join ``address`` (or RAY_ADDRESS), or start a local Ray; no progress bars."""
-    import ray
+    from cogumi.raycluster import connect
 
-    if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    connect(address, log_to_driver=False)
     import ray.data
 
     ctx = ray.data.DataContext.get_current()

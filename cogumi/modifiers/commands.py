@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from cogumi.cli.options import ConfigOpt, SetOpt, console, err_console, load, user_errors
+from cogumi.raycluster import connect
 
 
 @user_errors
@@ -23,14 +24,13 @@ def modifiers_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     """
     import logging
 
-    import ray
 
     from cogumi.modifiers.stage import modifiers_stage
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = load(config, set_)
-    if ray_address and not ray.is_initialized():
-        ray.init(address=ray_address)
+    if ray_address:
+        connect(ray_address)
     result = modifiers_stage(cfg, force)
     metrics, stage_path = result["metrics"], result["stage"]
     if result["skipped"]:

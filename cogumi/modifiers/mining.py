@@ -17,6 +17,7 @@ from cogumi.endpoints.config import RetryConfig
 from cogumi.endpoints.limiter import LocalLimiter
 from cogumi.models.inference import SamplingParams, make_backend
 from cogumi.modifiers.verify import verify
+from cogumi.raycluster import connect
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,7 @@ def mine(tasks: list[dict[str, Any]], model: ModelConfig, judge: ModelConfig | N
     if use_ray:
         import ray
 
-        if not ray.is_initialized():
-            ray.init(ignore_reinit_error=True)
+        connect()
         ds = ray.data.from_items(rows).map_batches(
             MineUDF, fn_constructor_kwargs=args, batch_size=batch_size, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=num_cpus)

@@ -41,6 +41,7 @@ from cogumi.modifiers.mining import judge_endpoint, mine
 from cogumi.modifiers.report import render_report, validation_summary
 from cogumi.modifiers.tasks import PACKAGED_TASKS, check_task, load_tasks, split_domain
 from cogumi.modifiers.verify import verify
+from cogumi.raycluster import connect
 
 log = logging.getLogger(__name__)
 ADAPTERS = "adapters"  # output: adapters/<domain>/ of every promoted adapter (what serving reads)
@@ -62,15 +63,13 @@ def modifiers_stage(cfg: CogumiConfig, force: bool = False) -> dict[str, Any]:
     from cogumi.evaluate.sandbox import configure as configure_sandbox
 
     configure_sandbox(cfg.evaluate.sandbox)  # evaluate.sandbox.require etc. for every program run here
-    import ray
 
     run = RunDir.open(cfg.run.root, cfg.run.name)
     stage = run.stage(STAGE)
     cfg_hash, inputs = stage_key(cfg)
     if not force and stage.can_skip(cfg_hash, inputs):
         return {"skipped": True, "stage": stage.path, "metrics": stage.finished_manifest().metrics}
-    if not ray.is_initialized():
-        ray.init(ignore_reinit_error=True)
+    connect()
     with stage.begin(cfg_hash, inputs) as rec:
         metrics = run_modifiers_stage(cfg, rec, run)
     return {"skipped": False, "stage": stage.path, "metrics": metrics}

@@ -14,6 +14,7 @@ import yaml
 from cogumi.cli.options import ConfigOpt, SetOpt, console, err_console, load, user_errors
 from cogumi.errors import CogumiError
 from cogumi.pipeline.stages import RUN_CONFIG
+from cogumi.raycluster import connect
 
 
 @user_errors
@@ -56,7 +57,7 @@ def pipeline_cmd(config: ConfigOpt = None, set_: SetOpt = None,
     if not ray.is_initialized():
         try:
             # "local": a fresh Ray of this machine, never a cluster some other program left running
-            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
+            connect(address or "local", log_to_driver=False, include_dashboard=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise CogumiError(f"cannot start or reach the Ray cluster at {address or 'local'} ({why})",

@@ -95,10 +95,9 @@ def extract(rows: list[dict[str, Any]], texts: list[str], base: ModelConfig | No
             answer = BaseAnswerer(base.model_dump_json(), max_tokens, top_logprobs)
             rows = [_row(answer(_batch([r])), 0) for r in rows]
         return rows, TextEmbedder(embedding.model_dump_json())({"text": np.array(texts, dtype=object)})["embedding"]
-    import ray
+    from cogumi.raycluster import connect
 
-    if not ray.is_initialized():
-        ray.init(address=settings.address, ignore_reinit_error=True, log_to_driver=False)
+    connect(settings.address, log_to_driver=False)
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cogumi.errors import CogumiError
+from cogumi.raycluster import connect
 from cogumi.serve.config import ServeConfig
 
 log = logging.getLogger("cogumi.serve")
@@ -72,7 +73,7 @@ def run_server(cfg: ServeConfig, ray_address: str | None = None, on_ready: Calla
     serve_was_running, deployed = False, False
     try:
         if started_ray:
-            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
+            connect(ray_address, log_to_driver=False, include_dashboard=False)
             catch_signals()  # ray.init installs its own SIGTERM handler, which aborts the process
         before = serve.status()
         serve_was_running = bool(before.proxies or before.applications)

@@ -12,10 +12,10 @@ from cogumi.cli.options import ConfigOpt, SetOpt, console, err_console, load, us
 
 
 def _connect(ray_address: str | None) -> None:
-    import ray
+    from cogumi.raycluster import connect
 
-    if ray_address and not ray.is_initialized():
-        ray.init(address=ray_address)
+    if ray_address:
+        connect(ray_address)
 
 
 @user_errors

@@ -33,6 +33,7 @@ import pyarrow.fs as pafs
 from cogumi.artifacts import RunDir, StageRecorder, digest_tree
 from cogumi.config import CogumiConfig
 from cogumi.errors import CogumiError
+from cogumi.raycluster import connect
 from cogumi.train import outputs
 from cogumi.train.data import Location, check_lengths, read_examples, resolve_ref, split_examples
 from cogumi.train.deepspeed import check_deepspeed_available
@@ -132,8 +133,7 @@ def run_train(cfg: CogumiConfig, force: bool = False) -> dict[str, Any]:
     if not force and stage.can_skip(cfg_hash, prep["inputs"]):
         m = stage.finished_manifest()
         return {"skipped": True, "stage": stage.path, "metrics": m.metrics, "method": m.method}
-    if not ray.is_initialized():
-        ray.init(ignore_reinit_error=True)
+    connect()
     from cogumi.train.ray_train import build_trainer, check_cluster, fit
 
     check_cluster(tc)

@@ -21,6 +21,7 @@ from typing import Any
 from cogumi.artifacts import RunDir
 from cogumi.config import CogumiConfig
 from cogumi.errors import CogumiError
+from cogumi.raycluster import connect
 from cogumi.train.ray_train import SCORE, apply_overrides, build_trainer, check_cluster
 from cogumi.train.sft import SFTJob
 from cogumi.train.stage import prepare
@@ -76,8 +77,7 @@ def run_tune(cfg: CogumiConfig) -> dict[str, Any]:
     if not prep["val_rows"]:
         raise CogumiError("tuning needs validation examples to compare trials", "train.val_fraction",
                           "set train.val_fraction > 0 or train.val_data")
-    if not ray.is_initialized():
-        ray.init(ignore_reinit_error=True)
+    connect()
     check_cluster(tc)
     algo, algo_name = search_algorithm(cfg)
     max_t = reports_per_trial(cfg, len(prep["rows"]))

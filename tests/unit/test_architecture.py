@@ -6,7 +6,7 @@ module, its own name — except that every phase's ``commands.py`` belongs to ``
 the CLI adapter of its phase) and every phase's ``config.py`` to ``config`` (the sections
 of the root config). Units are layered, lowest first:
 
-    core (errors, config_base, schema, jsonl) < artifacts < config < models < endpoints
+    core (errors, config_base, schema, jsonl, raycluster) < artifacts < config < models < endpoints
     < phases (curate, train, evaluate, compress, modifiers, route, serve) < pipeline
     < command helpers (doctor, generate, submit) < cli < __main__
 
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "cogumi"
 
 LAYERS: list[set[str]] = [
-    {"errors", "config_base", "schema", "jsonl"},
+    {"errors", "config_base", "schema", "jsonl", "raycluster"},
     {"artifacts"},
     {"config"},
     {"models"},

@@ -116,9 +116,9 @@ def _dedup_on_ray(table: pa.Table, fields: list[str], score_field: str | None, t
     import ray.data
 
     from cogumi.curate.dedup.distributed import dedup_dataset
+    from cogumi.raycluster import connect
 
-    if not ray.is_initialized():
-        ray.init(ignore_reinit_error=True, log_to_driver=False)
+    connect(log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     ds = ray.data.from_arrow(table).repartition(max(workers * 2, 1))
     return dedup_dataset(ds, id_col=ROW, fields=fields, score_col=score_field, threshold=threshold,
