@@ -97,7 +97,9 @@ async def throughput(base_url: str, model: str | list[str], concurrency: int, n:
         t0 = time.perf_counter()
         tokens = await asyncio.gather(*[one(http, i) for i in range(n)])
         wall = time.perf_counter() - t0
-    return {"requests": n, "tokens": sum(tokens), "wall_s": round(wall, 2), "tok_s": round(sum(tokens) / wall, 2)}
+    result = {"requests": n, "tokens": sum(tokens), "wall_s": round(wall, 2), "tok_s": round(sum(tokens) / wall, 2)}
+    print(f"{base_url} {model} c={concurrency}: {result} (load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
+    return result
 
 
 def bench_cogumi(args, lora_a: Path, lora_b: Path, batching: bool, extras: bool) -> dict:
@@ -111,7 +113,9 @@ def bench_cogumi(args, lora_a: Path, lora_b: Path, batching: bool, extras: bool)
     from cogumi.serve.worker import gen_request
 
     tag = "on" if batching else "off"
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    # Ray starts its workers at nice 15; the other servers here run at 0. Same priority for all on a shared machine.
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     port = free_port()
     cfg = ServeConfig.model_validate({
         "auth": "open-local", "modifiers": {"alpha": str(lora_a), "beta": str(lora_b)},
@@ -216,8 +220,18 @@ def bench_cpp_server(args, gguf: Path) -> dict:
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-    out["llama_server_cpp_cmd"] = " ".join(cmd[:1] + ["-m", "<gguf>"] + cmd[3:5] + ["<port>"] + cmd[6:])
+    out["llama_server_cpp_cmd"] = " ".join(["llama-server", "-m", "<gguf>", "--port", "<port>"] + cmd[5:])
     return out
+
+
+def _machine() -> str:
+    """CPU count and model (from /proc/cpuinfo where there is one)."""
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
+        model = f" ({names[0]})" if names else ""
+    return f"{os.cpu_count()} vCPU{model}, {sys.platform}"
 
 
 def _ratio(result: dict, a: str, b: str) -> float | None:
@@ -239,9 +253,9 @@ def write_section(path: Path, result: dict, command: str) -> None:
     section = f"""<!-- serve-batching:begin -->
 ## Serving engine: continuous batching on llama.cpp (issue 14)
 
-Command: `{command}` — run {result['when']} on {result['machine']} (load average at start {result['load']};
+Command: `{command}` — run {result['when']} on {result['machine']} (1-min load average {result['load']} at start, {result.get('load_end')} at end;
 a shared, noisy VM: other sessions' jobs ran beside it). Same GGUF (embedded SmolLM2-135M), prompts,
-greedy, {result['max_tokens']} max tokens, {result['threads']} llama.cpp threads everywhere; Cogumi = one
+greedy, {result['max_tokens']} max tokens, {result['threads']} llama.cpp threads and nice 0 everywhere; Cogumi = one
 `BaseModel` replica reached through HTTP → proxy → `Router` (model `cogumi/base`).
 
 Aggregate completion tokens/s:
@@ -286,11 +300,17 @@ def main() -> None:
     ap.add_argument("--c1-requests", type=int, default=4)
     ap.add_argument("--c8-requests", type=int, default=24)
     ap.add_argument("--cpp-server", type=Path, default=None, help="llama.cpp's llama-server binary")
-    ap.add_argument("--cpp-flags", nargs="*", default=[], help="extra llama-server flags (e.g. --no-repack)")
+    ap.add_argument("--cpp-flags", nargs="*", default=None,
+                    help="extra llama-server flags (default: --no-repack where Cogumi turns llama.cpp's extra "
+                         "buffer types off, e.g. on AMX CPUs where they crash)")
     ap.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     args.requests = {1: args.c1_requests, 8: args.c8_requests}
+    if args.cpp_flags is None:
+        from cogumi.models.inference.llamacpp_backend import _extra_buffers_safe
+
+        args.cpp_flags = [] if _extra_buffers_safe() else ["--no-repack"]  # same weights layout as Cogumi's
 
     from cogumi.models.embedded import embedded_gguf_path
     from tests.unit.serve.gguf_lora import write_gguf_lora
@@ -301,7 +321,7 @@ def main() -> None:
     lora_b = write_gguf_lora(gguf, tmp / "beta.gguf", rank=8, scale=0.05, seed=2)
     load = os.getloadavg()[0]
     result = {"when": datetime.now().strftime("%Y-%m-%d %H:%M"), "load": round(load, 2),
-              "machine": f"{os.cpu_count()} vCPU, {sys.platform}", "max_tokens": args.max_tokens,
+              "machine": _machine(), "max_tokens": args.max_tokens,
               "threads": args.threads}
     result |= bench_cogumi(args, lora_a, lora_b, batching=True, extras=True)
     result |= bench_cogumi(args, lora_a, lora_b, batching=False, extras=False)
@@ -316,6 +336,7 @@ def main() -> None:
         ("yes" if on_cpp8 >= 1.0 else "no"),
         "on_vs_off_c1": on_off1, "on_vs_off_c1_met": "yes" if (on_off1 or 0) >= 0.9 else "no",
         "overhead_met": "yes" if result["router_overhead"]["overhead_p50_ms"] <= 5 else "no"}
+    result["load_end"] = round(os.getloadavg()[0], 2)
     result["note"] = (f"Requests: {args.c1_requests} at c=1, {args.c8_requests} at c=8 (after one warm-up each). "
                       "Cogumi batching on: `serve.batching` slots 8, one llama.cpp context decoding every live "
                       "sequence per step; off: llama-cpp-python one request at a time. "

@@ -256,16 +256,14 @@ class BatchEngine:
 
     def _sample(self, seq: _Seq, row: int) -> None:
         lib, req = self._lib, seq.req
-        if req.logprobs:
-            logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(self.ctx, row), shape=(self.n_vocab,))
-            logits = logits.astype(np.float64)
-        token = int(lib.llama_sampler_sample(seq.sampler, self.ctx, row))
+        token = int(lib.llama_sampler_sample(seq.sampler, self.ctx, row))  # copies the row; the logits stay
         if lib.llama_vocab_is_eog(self.vocab, token) or token in req.stop_tokens:
             self._finish(seq, "stop")
             return
         seq.out_tokens.append(token)
         piece = self._piece(token)
         if req.logprobs:
+            logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(self.ctx, row), shape=(self.n_vocab,))
             seq.logprobs.append(self._logprob(logits, token, piece, req.params.top_logprobs))
         seq.text += piece
         text = seq.text.decode("utf-8", "ignore")
@@ -286,13 +284,14 @@ class BatchEngine:
             seq.sent = len(text)
 
     def _logprob(self, logits: np.ndarray, token: int, piece: bytes, top_k: int) -> TokenLogprob:
-        shifted = logits - logits.max()
-        logp = shifted - np.log(np.exp(shifted).sum())
+        """``token``'s log-softmax (and the ``top_k`` best), from one logsumexp over the row, no full logp array."""
+        peak = float(logits.max())
+        lse = peak + float(np.log(np.exp(logits - peak, dtype=np.float32).sum(dtype=np.float64)))
         top: dict[str, float] = {}
         if top_k > 0:
-            for c in sorted(np.argpartition(-logp, top_k - 1)[:top_k], key=lambda c: -logp[c]):
-                top[self._piece(int(c)).decode("utf-8", "replace")] = float(logp[c])
-        return TokenLogprob(piece.decode("utf-8", "replace"), float(logp[token]), top)
+            for c in sorted(np.argpartition(-logits, top_k - 1)[:top_k], key=lambda c: -logits[c]):
+                top[self._piece(int(c)).decode("utf-8", "replace")] = float(logits[c]) - lse
+        return TokenLogprob(piece.decode("utf-8", "replace"), float(logits[token]) - lse, top)
 
     def _finish(self, seq: _Seq, reason: str, text: str | None = None, error: str | None = None) -> None:
         self._seqs.pop(seq.slot, None)
