@@ -51,9 +51,17 @@ class BatchingSettings(Section):
     On: a replica decodes up to ``slots`` requests together (one ``llama_decode`` per
     step, requests join and leave between steps). Off: one request at a time through
     llama-cpp-python (today's path). Other backends ignore it.
+
+    Off by default: on the 2-vCPU dev VM the engine lost at concurrency 1 (in-process,
+    same process and threads: 5.6 vs 34.1 tok/s unbatched, 2026-12-06) and reached only
+    1.86x unbatched and 0.51x llama.cpp's C++ server at concurrency 8 (BENCHMARKS.md,
+    serve-batching section). Suspected cause, not proven: the scheduler thread hands each
+    token to the caller's thread, a third runnable thread beside llama.cpp's two spinning
+    OpenMP threads on two cores. Turn it on where cores outnumber ``n_threads``.
     """
 
-    enabled: bool = Field(True, description="decode many requests per step on llama.cpp replicas")
+    enabled: bool = Field(False, description="decode many requests per step on llama.cpp replicas "
+                                              "(off by default: slower at concurrency 1 on 2 cores)")
     slots: int = Field(8, ge=1, le=64, description="sequences one replica decodes together (n_seq_max)")
     n_batch: int = Field(512, ge=16, description="most tokens per llama_decode call (prompt chunks are cut to fit)")
 

@@ -29,7 +29,7 @@ def batched_worker(code_lora):
     from cogumi.serve.worker import ModelWorker
 
     w = ModelWorker(ModelConfig(logits_all=True, n_ctx=512, n_threads=1), {"code": str(code_lora)},
-                    BatchingSettings(slots=4))
+                    BatchingSettings(enabled=True, slots=4))
     yield w
     w.close()
 
