@@ -24,7 +24,7 @@ from cogumi.curate.config import CurateConfig
 from cogumi.curate.judge import QualityJudgeStep
 from cogumi.curate.rows import from_table, is_ok
 from cogumi.curate.teacher import TeacherStep
-from cogumi.endpoints.batch import BatchRequest, billing_of, chat_body, run_batch_requests
+from cogumi.endpoints.batch import BatchRequest, billing_of, run_batch_requests, uncached_request
 from cogumi.endpoints.cache import ResponseCache
 from cogumi.endpoints.config import BatchConfig
 from cogumi.endpoints.limiter import LocalLimiter
@@ -41,6 +41,10 @@ def _endpoint(name: str, model: ModelConfig, cfg: CurateConfig, cache: ResponseC
     return MeteredEndpoint(name, model, 0.0, 0.0, cfg.retry, LocalLimiter(), cache)
 
 
+def _row(req: BatchRequest) -> dict[str, str]:
+    return {"who": req.who, "key": req.key, "body": json.dumps(req.body)}
+
+
 def _table(rows: list[dict[str, str]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=REQUEST_SCHEMA)
 
@@ -50,9 +54,9 @@ class PlanTeacherRequests:
 
     def __init__(self, curate_json: str, cache_uri: str):
         self.cfg = CurateConfig.model_validate_json(curate_json)
-        self.cache = ResponseCache(cache_uri)
+        cache = ResponseCache(cache_uri)
         self.step = TeacherStep(self.cfg, {}, self.cfg.seed)
-        self.endpoints = {t.name: _endpoint(t.name, t.model, self.cfg, self.cache)
+        self.endpoints = {t.name: _endpoint(t.name, t.model, self.cfg, cache)
                           for t in self.cfg.teachers if t.mode == "batch"}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -62,11 +66,9 @@ class PlanTeacherRequests:
             if call is None or call[0].name not in self.endpoints:
                 continue
             teacher, messages, params = call
-            ep = self.endpoints[teacher.name]
-            key = ep.key(messages, params)
-            if self.cache.lookup(key) is None:
-                out.append({"who": teacher.name, "key": key,
-                            "body": json.dumps(chat_body(ep.model.model, messages, params))})
+            req = uncached_request(self.endpoints[teacher.name], messages, params)
+            if req is not None:
+                out.append(_row(req))
         return _table(out)
 
 
@@ -75,8 +77,8 @@ class PlanJudgeRequests:
 
     def __init__(self, curate_json: str, judge_json: str, cache_uri: str):
         self.cfg = CurateConfig.model_validate_json(curate_json)
-        self.cache = ResponseCache(cache_uri)
-        self.endpoint = _endpoint("judge", ModelConfig.model_validate_json(judge_json), self.cfg, self.cache)
+        self.endpoint = _endpoint("judge", ModelConfig.model_validate_json(judge_json), self.cfg,
+                                  ResponseCache(cache_uri))
         self.step = QualityJudgeStep(self.cfg, self.endpoint)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -85,11 +87,9 @@ class PlanJudgeRequests:
         for row in from_table(batch):
             if not is_ok(row):
                 continue
-            messages = quality_messages(row["instruction"], row["response"])
-            key = self.endpoint.key(messages, params)
-            if self.cache.lookup(key) is None:
-                out.append({"who": "judge", "key": key,
-                            "body": json.dumps(chat_body(self.endpoint.model.model, messages, params))})
+            req = uncached_request(self.endpoint, quality_messages(row["instruction"], row["response"]), params)
+            if req is not None:
+                out.append(_row(req))
         return _table(out)
 
 

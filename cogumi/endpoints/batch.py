@@ -38,7 +38,7 @@ from cogumi.artifacts import resolve_filesystem
 from cogumi.config_base import ModelConfig
 from cogumi.endpoints.cache import ResponseCache, durable_write
 from cogumi.endpoints.config import BatchConfig
-from cogumi.endpoints.metered import BatchBilling
+from cogumi.endpoints.metered import BatchBilling, MeteredEndpoint
 from cogumi.errors import CogumiError
 from cogumi.models.inference import Generation, Message, SamplingParams, Usage
 from cogumi.models.inference.openai_backend import chat_request_fields
@@ -67,6 +67,15 @@ def chat_body(model: str, messages: list[Message], params: SamplingParams) -> di
     """The ``/v1/chat/completions`` body an online call with these settings sends (same fields, same values)."""
     fields = chat_request_fields(model, params)
     return {"model": fields.pop("model"), "messages": messages, **fields}  # key order as sent before
+
+
+def uncached_request(endpoint: MeteredEndpoint, messages: list[Message],
+                     params: SamplingParams) -> BatchRequest | None:
+    """The batch request of this call of ``endpoint``, or None when its answer is already in the endpoint's cache."""
+    key = endpoint.key(messages, params)
+    if endpoint.cache is not None and endpoint.cache.lookup(key) is not None:
+        return None
+    return BatchRequest(key, endpoint.name, chat_body(endpoint.model.model, messages, params))
 
 
 class BatchAPI:

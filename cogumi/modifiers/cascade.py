@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from collections.abc import Callable
 
-from cogumi.endpoints.batch import BatchRequest, chat_body
+from cogumi.endpoints.batch import BatchRequest, uncached_request
 from cogumi.endpoints.metered import BatchBilling, MeteredEndpoint
 from cogumi.endpoints.retry import RetriesExhausted
 from cogumi.models.inference import Message, SamplingParams
@@ -167,10 +167,8 @@ class Cascade:
                 continue
             if tier.prefetch is not None:
                 ep = tier.endpoint
-                requests = [BatchRequest(ep.key(*tier.request(tasks[i])), ep.name,
-                                         chat_body(ep.model.model, *tier.request(tasks[i]))) for i in pending]
                 # answers already in the response cache are not asked (or paid) again
-                requests = [r for r in requests if ep.cache is None or ep.cache.lookup(r.key) is None]
+                requests = [r for i in pending if (r := uncached_request(ep, *tier.request(tasks[i]))) is not None]
                 ep.batch = tier.prefetch(requests)
                 log.info("cascade: tier %s: %d of %d prompt(s) through its batch API", ep.name, len(requests),
                          len(pending))
