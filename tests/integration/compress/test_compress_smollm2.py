@@ -19,13 +19,19 @@ def test_smollm2_full_chain_round_trips(ray_local, embedded_hf_dir, tmp_path):
                              "compress.gguf.types=[Q5_K_M]",
                              "compress.calibration.num_samples=8", "compress.calibration.max_seq_length=128",
                              "compress.quality.max_tokens=512",
-                             "compress.quality.on_fail=warn"])
+                             "compress.quality.on_fail=warn",
+                             # 2:4 pruning leaves this 135M model near-uniform (perplexity ~300), where
+                             # Q5_K_M's rounding flips many arg-maxes (top-1 0.64 here, lower on other CPUs).
+                             # What the round trip must catch is a broken file: KL of several nats.
+                             "compress.gguf.check_prompts=4", "compress.gguf.quant_max_kl=1.0",
+                             "compress.gguf.quant_min_top1=0.4"])
     result = run_compress(cfg)
     steps = result["steps"]
     assert steps["prune"]["nm_blocks_kept"] == 1.0
     gguf = steps["gguf"]
     assert gguf["round_trip"]["model-f16.gguf"]["passed"] and gguf["round_trip"]["model-q5_k_m.gguf"]["passed"]
     assert gguf["round_trip"]["model-f16.gguf"]["mean_kl"] < 1e-3
+    assert gguf["round_trip"]["model-q5_k_m.gguf"]["top1_agreement"] > 0.4
     assert all(rt["tokenizer_match"] for rt in gguf["round_trip"].values())
 
     run = tmp_path / "smol"
